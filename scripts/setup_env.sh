@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Create or reuse .venv and install the project. Sourced by test.sh and demo.sh; quick when nothing changed.
+# torch goes in first and pinned: on this CPU machine `torch==2.13.0` is a local CPU wheel, while any looser
+# requirement would pull a multi-GB CUDA build.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PY="${PYTHON:-python3.11}"
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+EXTRAS="${NBA_DPO_EXTRAS:-dev}"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating $VENV with $($PY --version)"
+  "$PY" -m venv "$VENV"
+fi
+STAMP="$VENV/.nba_dpo-installed"
+WANT="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/setup_env.sh" | sha256sum | cut -c1-16)-$EXTRAS"
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
+  echo "[setup] installing torch (CPU) and the project [$EXTRAS] into $VENV (a few minutes the first time)"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "torch==2.13.0"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -e "$ROOT[$EXTRAS]" 2> >(grep -v "is ignored: it is neither" >&2)
+  echo "$WANT" > "$STAMP"
+else
+  echo "[setup] $VENV is up to date"
+fi
+export PATH="$VENV/bin:$PATH"
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export TOKENIZERS_PARALLELISM=false
+export RAY_USAGE_STATS_ENABLED=0
+export TORCH_EXTENSIONS_DIR="$ROOT/.cache/torch_extensions"
