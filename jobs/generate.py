@@ -1,0 +1,30 @@
+"""Preference data: sample candidates with the policy (Ray Data; hf or vLLM actors), score, pair, add reference
+log-probs.
+
+    python -m jobs.generate paths.artifacts=artifacts/demo                  # hf backend, execution verifier
+    python -m jobs.generate generate=vllm cluster.num_cpus=6                # vLLM engines through ray.data.llm
+    python -m jobs.generate score=armorm pairs=margin cluster=gpu           # + ArmoRM rewards on a GPU cluster
+"""
+import hydra
+from omegaconf import DictConfig
+
+from nba_dpo.config import validate
+from nba_dpo.errors import exit_on_user_error
+from nba_dpo.sweep import per_sweep_point
+from nba_dpo.generation.run import generate_preferences
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="generate")
+@exit_on_user_error
+def main(cfg: DictConfig) -> float:
+    cfg = validate(per_sweep_point(cfg, "generate.output_dir"))
+    s = generate_preferences(cfg)
+    print(f"[generate] {s['prompts']} prompts, {s['candidates']} candidates ({s['errors']} errors), pass rate "
+          f"{s['pass_rate']:.3f}; {s['pairs']['n']} pairs ({s['pairs']['per_prompt']:.2f} per prompt), no pair: "
+          f"{s['no_pair_reasons']}; {s['tokens_per_s'] or 0:.0f} tokens/s; {s['seconds']}s; outputs in "
+          f"{cfg.generate.output_dir}")
+    return s["pairs"]["per_prompt"]
+
+
+if __name__ == "__main__":
+    main()

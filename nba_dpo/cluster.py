@@ -1,0 +1,36 @@
+"""Connecting to Ray: an embedded cluster on this machine, or the one a job was submitted to."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import ray
+from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def worker_env() -> dict[str, str]:
+    """Environment every Ray worker gets: offline hub, one op cache for DeepSpeed's JIT builds."""
+    keys = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM",
+            "VLLM_CPU_KVCACHE_SPACE", "VLLM_RPC_BASE_PATH", "TMPDIR", "NBA_DPO_FAIL_AT_STEP")
+    env = {k: os.environ[k] for k in keys if k in os.environ}
+    env["TORCH_EXTENSIONS_DIR"] = os.environ.get("TORCH_EXTENSIONS_DIR", str(ROOT / ".cache" / "torch_extensions"))
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return env
+
+
+def start_ray(cluster: DictConfig) -> None:
+    """`cluster.address=local` starts an embedded Ray unless RAY_ADDRESS points at a running one (ray job submit)."""
+    if ray.is_initialized():
+        return
+    runtime_env = {"env_vars": worker_env()}
+    if cluster.address == "local" and not os.environ.get("RAY_ADDRESS"):
+        # address="local" ignores a stale ray_current_cluster file left by an earlier `ray stop`
+        # the dashboard serves the state API that Ray Train's placement-group cleaner polls
+        ray.init(address="local", num_cpus=cluster.num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
+                 runtime_env=runtime_env,
+                 log_to_driver=True, configure_logging=True, logging_level="WARNING")
+    else:
+        ray.init(address=None if cluster.address == "local" else cluster.address, runtime_env=runtime_env,
+                 logging_level="WARNING")

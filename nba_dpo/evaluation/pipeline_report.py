@@ -1,0 +1,122 @@
+"""<artifacts>/report/: report.md with plots (accuracy before/after, completion lengths, DPO reward curves, pass@k)
+and summary.json (SFT vs the last DPO round)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from nba_dpo.evaluation.report import pct  # noqa: E402
+from nba_dpo.io import write_json, write_text  # noqa: E402
+
+
+def _headline(m: dict) -> dict:
+    return {"ex_spider": m["ex_spider"], "ex_bird": m["ex_bird"], "valid_sql": m["valid_sql"],
+            "pass_at_8": m.get("pass_at_k", {}).get("8"),
+            "mean_completion_tokens": m.get("verbosity", {}).get("mean_completion_tokens")}
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_accuracy(evals: dict, path: Path) -> None:
+    names = list(evals)
+    groups = ["overall"] + list(evals[names[0]]["by_difficulty"]) + ["held-out phrasings"]
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        m = evals[name]
+        vals = [m["ex_spider"]] + [m["by_difficulty"][g]["ex_spider"] for g in groups[1:-1]] + \
+               [m["heldout_phrasings"]["ex_spider"]]
+        ax.bar([x + i * width for x in range(len(groups))], [100 * v for v in vals], width, label=name)
+    ax.set_xticks([x + width * (len(names) - 1) / 2 for x in range(len(groups))], groups, fontsize=8)
+    ax.set_ylabel("EX Spider (%)")
+    ax.set_title("Execution accuracy before and after DPO (held-out test split, greedy)")
+    ax.legend()
+    _save(fig, path)
+
+
+def _plot_lengths(art: Path, names: list[str], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name in names:
+        tokens = pq.read_table(art / "eval" / name / "predictions.parquet", columns=["n_tokens"]).column(0).to_pylist()
+        ax.hist(tokens, bins=40, range=(0, 200), alpha=0.5, label=name)
+    ax.set_xlabel("completion tokens")
+    ax.set_ylabel("questions")
+    ax.set_title("Completion length, SFT vs DPO")
+    ax.legend()
+    _save(fig, path)
+
+
+def _plot_rewards(histories: dict, path: Path) -> None:
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.3))
+    for name, hist in histories.items():
+        logs = [h for h in hist if "rewards/accuracies" in h]
+        steps = [h["step"] for h in logs]
+        a.plot(steps, [h["rewards/accuracies"] for h in logs], label=name)
+        b.plot(steps, [h["rewards/margins"] for h in logs], label=name)
+    a.set_title("reward accuracy (train)")
+    b.set_title("reward margin (train)")
+    for ax in (a, b):
+        ax.set_xlabel("step")
+        ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def _plot_pass_at_k(evals: dict, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(5, 3.3))
+    for name, m in evals.items():
+        ks = sorted(m.get("pass_at_k", {}), key=int)
+        ax.plot([int(k) for k in ks], [100 * m["pass_at_k"][k] for k in ks], marker="o", label=name)
+    ax.set_xlabel("k")
+    ax.set_ylabel("pass@k (%)")
+    ax.set_title("pass@k by sampling")
+    ax.legend()
+    _save(fig, path)
+
+
+def write_pipeline_report(art: Path, rounds: list[dict], timings: dict) -> dict:
+    out = art / "report"
+    names = ["sft"] + [r["eval"] for r in rounds]
+    evals = {n: json.loads((art / "eval" / n / "metrics.json").read_text()) for n in names}
+    prefs = [json.loads((Path(r["prefs"]) / "summary.json").read_text()) for r in rounds]
+    histories = {Path(r["model"]).name: json.loads((Path(r["model"]) / "log_history.json").read_text())
+                 for r in rounds}
+    last = names[-1]
+    summary = {"sft": _headline(evals["sft"]), "dpo": _headline(evals[last]),
+               "heldout_phrasings": {"sft_ex_spider": evals["sft"]["heldout_phrasings"]["ex_spider"],
+                                     "dpo_ex_spider": evals[last]["heldout_phrasings"]["ex_spider"]},
+               "pairs": {"n": prefs[-1]["pairs"]["n"], "per_prompt": prefs[-1]["pairs"]["per_prompt"]},
+               "rounds": [{"round": r["round"], "ex_spider": evals[r["eval"]]["ex_spider"],
+                           "pairs": p["pairs"]["n"]} for r, p in zip(rounds, prefs)],
+               "timings_s": timings}
+    out.mkdir(parents=True, exist_ok=True)
+    _plot_accuracy(evals, out / "ex_before_after.png")
+    _plot_lengths(art, names, out / "completion_lengths.png")
+    _plot_rewards(histories, out / "dpo_rewards.png")
+    _plot_pass_at_k(evals, out / "pass_at_k.png")
+    lines = ["# nba-dpo report", "", "| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    rows = [("EX Spider", lambda m: pct(m["ex_spider"])), ("EX BIRD", lambda m: pct(m["ex_bird"])),
+            ("valid SQL", lambda m: pct(m["valid_sql"])),
+            ("pass@8", lambda m: pct(m["pass_at_k"]["8"]) if "8" in m.get("pass_at_k", {}) else "-"),
+            ("held-out phrasings EX", lambda m: pct(m["heldout_phrasings"]["ex_spider"])),
+            ("mean completion tokens", lambda m: f"{m['verbosity']['mean_completion_tokens']:.1f}")]
+    rows += [(f"EX {d}", (lambda d: lambda m: pct(m["by_difficulty"][d]["ex_spider"]))(d))
+             for d in evals["sft"]["by_difficulty"]]
+    lines += [f"| {label} | " + " | ".join(f(evals[n]) for n in names) + " |" for label, f in rows]
+    lines += ["", f"Pairs (last round): {summary['pairs']['n']} ({summary['pairs']['per_prompt']:.2f} per prompt); "
+              f"no pair: {prefs[-1]['no_pair_reasons']}.", "",
+              "Stage timings (s): " + ", ".join(f"{k} {v}" for k, v in timings.items()), "",
+              "![accuracy](ex_before_after.png)", "![lengths](completion_lengths.png)",
+              "![rewards](dpo_rewards.png)", "![pass@k](pass_at_k.png)", ""]
+    write_text("\n".join(lines), out / "report.md")
+    write_json(summary, out / "summary.json")
+    return summary

@@ -1,0 +1,137 @@
+"""The evaluate stage: generate with a model folder over Ray Data shards (or take given predictions), execute,
+compare with the gold answers, and write metrics.json, predictions.parquet, summary.md and plots."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from omegaconf import DictConfig
+
+from nba_dpo.data.dataset import completion_text, read_byo_questions
+from nba_dpo.errors import UserError
+from nba_dpo.evaluation.metrics import compute_metrics
+from nba_dpo.evaluation.report import write_report
+from nba_dpo.io import write_json, write_parquet
+from nba_dpo.scoring.execution import ExecutionVerifier
+from nba_dpo.sql.compare import exact_match
+from nba_dpo.sql.extract import extract_reasoning, extract_sql
+
+PREDICTION_COLUMNS = ["id", "sql", "correct_spider", "correct_bird", "error", "exec_ok", "exact_match", "question",
+                      "gold_sql", "difficulty", "template_id", "holdout"]
+
+
+def eval_rows(cfg: DictConfig) -> list[dict]:
+    """The questions to evaluate: the byo JSONL as given, or a split of the built dataset."""
+    if cfg.data.name == "byo" and cfg.eval.predictions:
+        rows = read_byo_questions(cfg.data.db_path, cfg.data.questions)
+    else:
+        path = Path(cfg.paths.data) / "sft" / f"{cfg.eval.split}.parquet"
+        if not path.exists():
+            raise UserError(f"{path} does not exist: run `python -m jobs.build_data paths.artifacts="
+                            f"{cfg.paths.artifacts}` first")
+        rows = pq.read_table(path).to_pylist()
+    return rows[: cfg.eval.limit] if cfg.eval.limit else rows
+
+
+def _read_predictions(path: str) -> dict[str, str]:
+    preds = {}
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"predictions file not found: {p}")
+    for lineno, line in enumerate(p.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            preds[str(obj["id"])] = str(obj["sql"] or "")
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise UserError(f"{p}:{lineno}: expected a JSON object with 'id' and 'sql' ({e})") from None
+    return preds
+
+
+def score_predictions(rows: list[dict], predictions: dict[str, str], db_path: str, timeout_s: float) -> list[dict]:
+    """Run each given SQL as is (no extraction) in the sandbox and compare with the gold result."""
+    verifier = ExecutionVerifier(db_path, timeout_s)
+    out = []
+    for r in rows:
+        pred = predictions.get(str(r["id"]))
+        v = verifier.verify_sql(pred or "", r["sql"])
+        out.append({**r, "gold_sql": r["sql"], "sql": pred or "", "exec_ok": v.exec_ok,
+                    "correct_spider": v.correct_spider, "correct_bird": v.correct_bird,
+                    "exact_match": bool(pred) and exact_match(pred, r["sql"]),
+                    "error": "missing: no prediction for this id" if pred is None else v.error})
+    return out
+
+
+def generate_and_score(cfg: DictConfig, rows: list[dict]) -> list[dict]:
+    """Ray Data: prompts -> HFGenerator actors (eval.num_shards) -> ExecutionVerifier actors -> rows."""
+    import ray
+    from transformers import AutoTokenizer
+
+    from nba_dpo.cluster import start_ray
+    from nba_dpo.generation.hf import HFGenerator
+    from nba_dpo.models.prompts import build_prompt
+
+    e = cfg.eval
+    if not (Path(e.model_path) / "config.json").exists():
+        raise UserError(f"eval.model_path={e.model_path} is not a model folder (no config.json); train one with "
+                        "jobs.sft or point eval.model_path at one")
+    tokenizer = AutoTokenizer.from_pretrained(e.model_path)
+    items = [{"id": r["id"], "prompt": build_prompt(tokenizer, r["question"], r["schema"], cfg.model.include_schema),
+              "sql": r["sql"]} for r in rows]
+    start_ray(cfg.cluster)
+    ds = ray.data.from_items(items, override_num_blocks=max(e.num_shards * 4, 1))
+    ds = ds.map_batches(HFGenerator, batch_size=e.batch_size, concurrency=e.num_shards, num_cpus=1,
+                        fn_constructor_kwargs=dict(model_path=e.model_path, max_new_tokens=e.max_new_tokens,
+                                                   greedy=True, num_samples=e.num_samples if e.num_samples > 1 else 0,
+                                                   temperature=e.temperature, top_p=e.top_p, seed=cfg.seed,
+                                                   dtype=cfg.model.dtype))
+    ds = ds.map_batches(ExecutionVerifier, batch_size=e.batch_size, concurrency=e.num_shards, num_cpus=0.1,
+                        fn_constructor_kwargs=dict(db_path=cfg.data.db_path, timeout_s=e.sql_timeout_s))
+    scored = {r["id"]: r for r in ds.take_all()}
+    count = lambda text: len(tokenizer(text, add_special_tokens=False).input_ids) if text else 0  # noqa: E731
+    out = []
+    for r in rows:
+        s = scored[r["id"]]
+        out.append({**r, "gold_sql": r["sql"], "sql": s["pred_sql"], "completion": s["completion"],
+                    "n_tokens": int(s["n_tokens"]), "reasoning_tokens": count(extract_reasoning(s["completion"])),
+                    "sql_tokens": count(extract_sql(s["completion"])),
+                    "gold_tokens": count(completion_text(r["reasoning"], r["sql"])),
+                    "samples_correct": list(s["samples_correct"]) if s.get("samples_correct") is not None else None,
+                    **{k: s[k] for k in ("exec_ok", "correct_spider", "correct_bird", "exact_match", "error")}})
+    return out
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    """Run one evaluation into <artifacts>/eval/<eval.name>/ and return its metrics."""
+    start = time.perf_counter()
+    rows = eval_rows(cfg)
+    if cfg.eval.predictions:
+        scored = score_predictions(rows, _read_predictions(cfg.eval.predictions), cfg.data.db_path,
+                                   cfg.eval.sql_timeout_s)
+    else:
+        scored = generate_and_score(cfg, rows)
+    tables = {t.lower() for t in _table_names(cfg.data.db_path)}
+    metrics = compute_metrics(scored, tables, pass_k=list(cfg.eval.pass_k), token_counts=not cfg.eval.predictions)
+    metrics["seconds"] = round(time.perf_counter() - start, 1)
+    metrics["model_path"] = None if cfg.eval.predictions else cfg.eval.model_path
+    out_dir = Path(cfg.paths.artifacts) / "eval" / cfg.eval.name
+    columns = PREDICTION_COLUMNS + [c for c in ("completion", "n_tokens", "samples_correct") if c in scored[0]]
+    table = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in scored])
+    write_parquet(table, out_dir / "predictions.parquet")
+    write_report(cfg.eval.name, metrics, out_dir)
+    write_json(metrics, out_dir / "metrics.json")  # last: marks a complete evaluation
+    return metrics
+
+
+def _table_names(db_path: str) -> list[str]:
+    import sqlite3
+
+    con = sqlite3.connect(f"{Path(db_path).resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    finally:
+        con.close()

@@ -1,0 +1,89 @@
+"""The `hf` generation backend: a callable class for Ray Data's actor pool running `transformers` generate.
+
+Each actor loads the model once. A batch comes in with a `prompt` column; out come `completion` (greedy, when
+asked), `samples` (num_samples sampled completions, when asked) and their token counts. Sampling is seeded per
+batch from the seed and the batch's first prompt id, so a rerun with the same config gives the same samples.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+import torch
+
+
+class HFGenerator:
+    def __init__(self, model_path: str, max_new_tokens: int, greedy: bool = True, num_samples: int = 0,
+                 temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, dtype: str = "float32",
+                 threads: int = 1):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        torch.set_num_threads(threads)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).eval()
+        self.max_new_tokens, self.greedy, self.num_samples = max_new_tokens, greedy, num_samples
+        self.temperature, self.top_p, self.seed = temperature, top_p, seed
+
+    def _generate(self, prompts: list[str], **kwargs) -> tuple[list[str], list[int]]:
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.inference_mode():
+            out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens,
+                                      pad_token_id=self.tokenizer.pad_token_id,
+                                      eos_token_id=self.tokenizer.eos_token_id, **kwargs)
+        new = out[:, enc["input_ids"].shape[1]:]
+        texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        lengths = [int(n) for n in ((new != self.tokenizer.pad_token_id) & (new != self.tokenizer.eos_token_id))
+                   .sum(dim=1)]
+        return texts, lengths
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        maybe_fail_once()
+        prompts = [str(p) for p in batch["prompt"]]
+        out = dict(batch)
+        if self.greedy:
+            texts, lengths = self._generate(prompts, do_sample=False)
+            out["completion"], out["n_tokens"] = np.array(texts, dtype=object), np.array(lengths)
+        if self.num_samples:
+            key = f"{self.seed}:{batch['id'][0]}:{len(prompts)}".encode()
+            torch.manual_seed(int(hashlib.sha1(key).hexdigest()[:8], 16))
+            texts, lengths = self._generate(prompts, do_sample=True, temperature=self.temperature, top_p=self.top_p,
+                                            num_return_sequences=self.num_samples)
+            n = self.num_samples
+            out["samples"] = np.array([texts[i * n:(i + 1) * n] for i in range(len(prompts))] + [None],
+                                      dtype=object)[:-1]
+            out["sample_tokens"] = np.array([lengths[i * n:(i + 1) * n] for i in range(len(prompts))] + [None],
+                                            dtype=object)[:-1]
+        return out
+
+
+class HFCandidates(HFGenerator):
+    """One output row per (prompt, sample): the candidate rows of the generate stage. A batch that fails to
+    generate comes back as error rows with the reason, so every prompt still appears once per sample index."""
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = self.num_samples
+        try:
+            out = super().__call__(batch)
+            completions, tokens, errors = out["samples"], out["sample_tokens"], [None] * len(batch["prompt"])
+        except (RuntimeError, ValueError) as e:
+            completions = [[""] * n for _ in batch["prompt"]]
+            tokens = [[0] * n for _ in batch["prompt"]]
+            errors = [f"generation failed: {e}"] * len(batch["prompt"])
+        rows = {k: np.repeat(np.asarray(v), n, axis=0) for k, v in batch.items()}
+        rows["candidate_idx"] = np.tile(np.arange(n), len(batch["prompt"]))
+        rows["completion"] = np.array([c for cs in completions for c in cs], dtype=object)
+        rows["n_tokens"] = np.array([t for ts in tokens for t in ts])
+        rows["error"] = np.array([e for e in errors for _ in range(n)], dtype=object)
+        return rows
+
+
+def maybe_fail_once() -> None:
+    """Test hook: with NBA_DPO_FAIL_GENERATOR=<marker path>, the first actor call kills its process once."""
+    marker = os.environ.get("NBA_DPO_FAIL_GENERATOR")
+    if marker and not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)

@@ -1,0 +1,39 @@
+"""The `vllm` generation backend: vLLM engines as Ray Data actors through `ray.data.llm`.
+
+Each prompt is expanded into one row per sample with its own seed (ray.data.llm returns the first output of each
+request), so candidates are reproducible row by row and vLLM's prefix cache shares the prompt.
+"""
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+
+def build_vllm_candidates(g: DictConfig, use_gpu: bool):
+    """A function ds -> ds mapping prompt rows to candidate rows (completion, n_tokens, error)."""
+    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+    engine_kwargs = {"tensor_parallel_size": g.tensor_parallel_size, "max_model_len": g.max_model_len,
+                     "seed": g.seed, **OmegaConf.to_container(g.engine_kwargs)}
+    extra = {}
+    if not use_gpu:
+        # on CPUs the engine must not ask for a GPU; `gpu_memory_utilization` is the share of *host* memory vLLM
+        # reserves there (0.92 by default), so keep it small and give the KV cache 1 GiB
+        extra["placement_group_config"] = {"bundles": [{"CPU": 1}] * g.tensor_parallel_size}
+        extra["runtime_env"] = {"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1"}}
+        engine_kwargs.setdefault("gpu_memory_utilization", 0.15)
+    config = vLLMEngineProcessorConfig(
+        model_source=g.model_path, engine_kwargs=engine_kwargs, batch_size=g.batch_size, concurrency=g.concurrency,
+        chat_template_stage=False, tokenize_stage=True, detokenize_stage=True, should_continue_on_error=True,
+        log_engine_metrics=False, **extra)
+    max_tokens, temperature, top_p = g.max_new_tokens, g.temperature, g.top_p
+    processor = build_processor(
+        config,
+        preprocess=lambda row: {**row, "sampling_params": {
+            "n": 1, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "seed": int(row["seed"]),
+            "skip_special_tokens": True}},
+        postprocess=lambda row: {
+            **{k: row[k] for k in ("id", "candidate_idx", "prompt", "sql")},
+            "completion": row.get("generated_text") or "", "n_tokens": int(row.get("num_generated_tokens") or 0),
+            "error": (f"generation failed: {row['__inference_error__']}" if row.get("__inference_error__")
+                      else None)})
+    return processor

@@ -1,0 +1,66 @@
+"""The execution verifier: run a predicted SQL in the sandbox and compare its result with the gold result."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nba_dpo.sql.compare import bird_equal, exact_match, has_order_by, spider_equal
+from nba_dpo.sql.extract import extract_sql
+from nba_dpo.sql.sandbox import Sandbox
+
+
+@dataclass
+class Verdict:
+    sql: str
+    exec_ok: bool
+    correct_spider: bool
+    correct_bird: bool
+    error: str | None  # None, or "<reason>: <message>" (reason: denied, timeout, error, too_many_rows, no_sql)
+
+
+class ExecutionVerifier:
+    """One sandbox per instance (per Ray actor); gold results are cached by SQL."""
+
+    def __init__(self, db_path: str, timeout_s: float = 2.0):
+        self.sandbox = Sandbox(db_path, timeout_s=timeout_s)
+        self._gold: dict[str, tuple[list, bool]] = {}
+
+    def gold(self, gold_sql: str) -> tuple[list, bool]:
+        if gold_sql not in self._gold:
+            r = self.sandbox.run(gold_sql)
+            if not r.ok:
+                raise ValueError(f"gold SQL fails ({r.failure}: {r.message}): {gold_sql}")
+            self._gold[gold_sql] = (r.rows, has_order_by(gold_sql))
+        return self._gold[gold_sql]
+
+    def verify_sql(self, sql: str, gold_sql: str) -> Verdict:
+        if not sql.strip():
+            return Verdict(sql, False, False, False, "no_sql: no SQL found in the completion")
+        r = self.sandbox.run(sql)
+        if not r.ok:
+            return Verdict(sql, False, False, False, f"{r.failure}: {r.message}")
+        gold_rows, ordered = self.gold(gold_sql)
+        return Verdict(sql, True, spider_equal(r.rows, gold_rows, ordered), bird_equal(r.rows, gold_rows), None)
+
+    def verify(self, completion: str, gold_sql: str) -> Verdict:
+        return self.verify_sql(extract_sql(completion), gold_sql)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Ray Data stage: score `completion` (and `samples`, if present) against `sql` (the gold)."""
+        out = dict(batch)
+        verdicts = [self.verify(str(c), str(g)) for c, g in zip(batch["completion"], batch["sql"])]
+        out["pred_sql"] = np.array([v.sql for v in verdicts], dtype=object)
+        out["exec_ok"] = np.array([v.exec_ok for v in verdicts])
+        out["correct_spider"] = np.array([v.correct_spider for v in verdicts])
+        out["correct_bird"] = np.array([v.correct_bird for v in verdicts])
+        prior = batch.get("error")  # a generation failure from an earlier stage stays the recorded reason
+        out["error"] = np.array([prior[i] if prior is not None and isinstance(prior[i], str) else v.error
+                                 for i, v in enumerate(verdicts)], dtype=object)
+        out["exact_match"] = np.array([exact_match(v.sql, str(g)) if v.sql else False
+                                       for v, g in zip(verdicts, batch["sql"])])
+        if "samples" in batch:
+            out["samples_correct"] = np.array(
+                [[self.verify(str(s), str(g)).correct_spider for s in samples] for samples, g in
+                 zip(batch["samples"], batch["sql"])] + [None], dtype=object)[:-1]
+        return out

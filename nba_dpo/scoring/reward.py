@@ -1,0 +1,35 @@
+"""Reward models as a Ray Data actor stage: a plain `*ForSequenceClassification` model (first logit), or an
+ArmoRM-style model (custom code with `trust_remote_code`, read from its `.score` output). The completion is scored
+as the assistant turn after the user's question, in the reward model's own chat format (Llama-3's for ArmoRM)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class RewardScorer:
+    def __init__(self, model_path: str, kind: str = "sequence_classification", trust_remote_code: bool = False,
+                 dtype: str = "float32", max_length: int = 1024, use_gpu: bool = False):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.kind, self.max_length = kind, max_length
+        self.device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            model_path, trust_remote_code=trust_remote_code, dtype=getattr(torch, dtype)).to(self.device).eval()
+
+    def score(self, question: str, completion: str) -> float:
+        messages = [{"role": "user", "content": question}, {"role": "assistant", "content": completion}]
+        ids = self.tokenizer.apply_chat_template(messages, return_tensors="pt", return_dict=True, truncation=True,
+                                                 max_length=self.max_length)["input_ids"].to(self.device)
+        with torch.inference_mode():
+            out = self.model(input_ids=ids)
+        value = out.score if self.kind == "armorm" else out.logits[:, 0]  # ArmoRM: preference score head
+        return float(value.float().reshape(-1)[0])
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = dict(batch)
+        failed = [isinstance(e, str) and e.startswith("generation failed") for e in batch["error"]]
+        out["reward"] = np.array([np.nan if f else self.score(str(q), str(c))
+                                  for q, c, f in zip(batch["question"], batch["completion"], failed)])
+        return out

@@ -1,0 +1,58 @@
+"""Hydra multirun support: each sweep point gets its own output folder and Ray run, and a callback writes a summary
+table of every point's overrides and returned metric when the sweep ends."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, open_dict
+
+
+def per_sweep_point(cfg: DictConfig, output_key: str) -> DictConfig:
+    """In a multirun, suffix the output folder and the run name with this point's overrides."""
+    try:
+        hc = HydraConfig.get()
+    except ValueError:  # composed outside a Hydra app
+        return cfg
+    if hc.mode != RunMode.MULTIRUN:
+        return cfg
+    point = hc.job.override_dirname.replace("/", "_").replace("=", "-").replace(",", "_") or str(hc.job.num)
+    with open_dict(cfg):
+        node, leaf = cfg, output_key.split(".")
+        for key in leaf[:-1]:
+            node = node[key]
+        node[leaf[-1]] = f"{node[leaf[-1]]}/{point}"
+        cfg.run_name = f"{cfg.run_name}-{hc.job.num}"
+    return cfg
+
+
+class SweepSummary(Callback):
+    """Collects (overrides, return value) of every job; on_multirun_end writes sweep_summary.{md,json}."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
+        hc = HydraConfig.get()
+        if hc.mode != RunMode.MULTIRUN:
+            return
+        value = job_return.return_value if job_return.status.name == "COMPLETED" else None
+        self.rows.append({"job": hc.job.num, "overrides": list(hc.overrides.task), "result": value,
+                          "status": job_return.status.name, "dir": hc.runtime.output_dir})
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        if not self.rows:
+            return
+        out = Path(config.hydra.sweep.dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "sweep_summary.json").write_text(json.dumps(self.rows, indent=2, default=str) + "\n")
+        lines = ["| job | overrides | result | status |", "|---:|---|---:|---|"]
+        for r in sorted(self.rows, key=lambda r: (r["result"] is None, -(r["result"] or 0))):
+            result = f"{r['result']:.4f}" if isinstance(r["result"], (int, float)) else "-"
+            lines.append(f"| {r['job']} | {' '.join(r['overrides'])} | {result} | {r['status']} |")
+        (out / "sweep_summary.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(["[sweep] summary (best first):", *lines, f"[sweep] written to {out}/sweep_summary.md"]))

@@ -1,0 +1,195 @@
+"""What the SFT and DPO recipes share: model loading for training, HF arguments, Ray Train plumbing."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from nba_dpo.training.deepspeed_config import deepspeed_config
+
+FINAL_MODEL_DIR = "model"  # inside the last Ray checkpoint; HF checkpoints live in "checkpoint"
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def lora_config(cfg: DictConfig):
+    if cfg.train.method == "full":
+        return None
+    from peft import LoraConfig
+
+    lora = cfg.model.lora
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                      target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+
+
+def load_model_for_training(cfg: DictConfig, path: str):
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"dtype": torch_dtype(cfg.model.dtype), "trust_remote_code": cfg.model.trust_remote_code}
+    if cfg.train.method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if cfg.train.method == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, cfg.train.gradient_checkpointing)
+    return model
+
+
+def hf_args(cfg: DictConfig, output_dir: str) -> dict:
+    """Keyword arguments shared by SFTConfig and DPOConfig."""
+    t = cfg.train
+    use_cpu = not cfg.cluster.use_gpu
+    return dict(
+        output_dir=output_dir, num_train_epochs=t.epochs, max_steps=t.max_steps, learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_ratio, weight_decay=t.weight_decay,
+        per_device_train_batch_size=t.per_device_batch_size, gradient_accumulation_steps=t.gradient_accumulation_steps,
+        gradient_checkpointing=t.gradient_checkpointing, bf16=t.bf16, use_cpu=use_cpu,
+        ddp_backend="gloo" if use_cpu else None, ddp_find_unused_parameters=False, logging_steps=t.logging_steps, save_strategy="steps",
+        save_steps=t.save_steps, save_total_limit=2, report_to=["tensorboard"], seed=cfg.seed,
+        data_seed=cfg.seed, deepspeed=deepspeed_config(cfg.deepspeed, cfg.cluster.use_gpu),
+        dataloader_num_workers=0, disable_tqdm=True, remove_unused_columns=True,
+    )
+
+
+def init_worker(cfg: DictConfig) -> None:
+    """Per-worker setup before the model is built (ZeRO-3 partitions weights at from_pretrained time)."""
+    torch.set_num_threads(max(1, cfg.cluster.cpus_per_worker))
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # one line per report is noise next to HF's logs
+    if cfg.deepspeed.stage == 3:
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend="nccl" if cfg.cluster.use_gpu else "gloo")
+
+
+def resume_dir() -> str | None:
+    """The HF checkpoint inside Ray Train's latest checkpoint, when this run is a restart."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return None
+    local = Path(tempfile.mkdtemp(prefix="nba_dpo_resume_"))
+    checkpoint.to_directory(str(local))
+    hf = local / "checkpoint"
+    return str(hf) if hf.is_dir() else None
+
+
+def fit_and_report(trainer, cfg: DictConfig, tokenizer, base_path: str, scratch: Path) -> None:
+    """The tail of every worker loop: Ray checkpoint reporting, failure hook, resume, train, final model."""
+    from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
+
+    trainer.add_callback(RayTrainReportCallback())
+    trainer.add_callback(InjectedFailure(str(scratch)))
+    trainer = prepare_trainer(trainer)
+    trainer.train(resume_from_checkpoint=resume_dir())
+    report_final_model(trainer, cfg, tokenizer, base_path)
+
+
+def report_final_model(trainer, cfg: DictConfig, tokenizer, base_path: str) -> None:
+    """Save the trained model (LoRA merged on request) and report it as the last Ray Train checkpoint."""
+    import ray.train
+    from ray.train import Checkpoint
+
+    out = Path(tempfile.mkdtemp(prefix="nba_dpo_final_"))
+    trainer.save_model(str(out / "raw"))  # a collective under ZeRO-3: every rank calls it
+    metrics = {k: v for log in trainer.state.log_history for k, v in log.items() if isinstance(v, (int, float))}
+    metrics["global_step"] = trainer.state.global_step
+    if ray.train.get_context().get_world_rank() != 0:
+        ray.train.report(metrics, checkpoint=None)
+        return
+    final = out / "ckpt" / FINAL_MODEL_DIR
+    if cfg.train.method != "full" and cfg.train.merge_lora:
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM
+
+        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch_dtype(cfg.model.dtype),
+                                                    trust_remote_code=cfg.model.trust_remote_code)
+        PeftModel.from_pretrained(base, str(out / "raw")).merge_and_unload().save_pretrained(final)
+    else:
+        shutil.copytree(out / "raw", final)
+    tokenizer.save_pretrained(final)
+    (out / "ckpt" / "log_history.json").write_text(json.dumps(trainer.state.log_history))
+    ray.train.report(metrics, checkpoint=Checkpoint.from_directory(str(out / "ckpt")))
+
+
+def run_trainer(loop: Callable[[dict], None], loop_config: dict, cfg: DictConfig, run_name: str,
+                max_failures: int = 0):
+    """Run `loop` on cluster.num_workers Ray Train workers; a rerun with the same run folder resumes."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    c = cfg.cluster
+    resources = {"CPU": c.cpus_per_worker, **({"GPU": c.gpus_per_worker} if c.use_gpu else {})}
+    storage = Path(cfg.paths.artifacts, "ray_results").resolve() if "://" not in cfg.paths.artifacts \
+        else f"{cfg.paths.artifacts}/ray_results"
+    trainer = TorchTrainer(
+        loop, train_loop_config={"cfg": OmegaConf.to_container(cfg, resolve=True), **loop_config},
+        scaling_config=ScalingConfig(num_workers=c.num_workers, use_gpu=c.use_gpu, resources_per_worker=resources),
+        torch_config=TorchConfig(backend="nccl" if c.use_gpu else "gloo"),
+        run_config=RunConfig(name=run_name, storage_path=str(storage),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2),
+                             failure_config=FailureConfig(max_failures=max_failures)),
+    )
+    return trainer.fit()
+
+
+def export_final_model(result, output_dir: str) -> dict:
+    """Copy the final model out of the last Ray checkpoint into `output_dir` (atomically); return log history."""
+    if result.checkpoint is None:
+        raise RuntimeError("training finished without a checkpoint")
+    out = Path(output_dir)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with result.checkpoint.as_directory() as ckpt:
+        shutil.copytree(Path(ckpt) / FINAL_MODEL_DIR, tmp)
+        history = json.loads((Path(ckpt) / "log_history.json").read_text())
+    (tmp / "log_history.json").write_text(json.dumps(history))
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return {"log_history": history, "metrics": dict(result.metrics or {})}
+
+
+class InjectedFailure:
+    """Test hook: NBA_DPO_FAIL_AT_STEP=N kills rank 0's process once, right after the checkpoint of step N is
+    reported, so that Ray Train's FailureConfig restart and checkpoint resume run for real. A marker file makes it
+    fire once; `attempts` records the step each attempt started from."""
+
+    def __new__(cls, marker_dir: str):
+        from transformers import TrainerCallback
+
+        step = int(os.environ.get("NBA_DPO_FAIL_AT_STEP", "0"))
+        folder = Path(marker_dir)
+
+        class _Kill(TrainerCallback):
+            def _rank0(self) -> bool:
+                import ray.train
+
+                return bool(step) and ray.train.get_context().get_world_rank() == 0
+
+            def on_train_begin(self, args, state, control, **kwargs):
+                if self._rank0():
+                    folder.mkdir(parents=True, exist_ok=True)
+                    with open(folder / "attempts", "a") as f:
+                        f.write(f"{state.global_step}\n")
+
+            def on_save(self, args, state, control, **kwargs):
+                marker = folder / "injected_failure_fired"
+                if self._rank0() and state.global_step >= step and not marker.exists():
+                    marker.write_text(str(state.global_step))
+                    os._exit(1)
+
+        return _Kill()

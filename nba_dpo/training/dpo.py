@@ -1,0 +1,91 @@
+"""DPO recipe: Ray Train workers each running TRL's DPOTrainer on the pairs Parquet.
+
+Reference handling: pairs that carry `ref_chosen_logps`/`ref_rejected_logps` (the generate stage stores them) train
+with no reference model in memory; otherwise TRL precomputes them before training (`reference=precompute`) or keeps a
+reference copy (`reference=model`). LoRA uses the base with adapters disabled as the reference.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from omegaconf import DictConfig, OmegaConf
+from trl import DPOTrainer
+
+from nba_dpo.errors import UserError
+from nba_dpo.training.common import (export_final_model, fit_and_report, hf_args, init_worker,
+                                     load_model_for_training, lora_config, run_trainer)
+
+REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+
+
+class StoredReferenceDPOTrainer(DPOTrainer):
+    """DPOTrainer that trusts reference log-probs already in the dataset instead of recomputing them."""
+
+    def _precompute_ref_logps(self, dataset, name, batch_size):
+        if all(c in dataset.column_names for c in REF_COLUMNS):
+            return dataset
+        return super()._precompute_ref_logps(dataset, name, batch_size)
+
+
+def reference_mode(cfg: DictConfig, rows: list[dict]) -> str:
+    stored = bool(rows) and all(rows[0].get(c) is not None for c in REF_COLUMNS)
+    if cfg.train.reference == "auto":
+        return "stored" if stored else "precompute"
+    if cfg.train.reference == "stored" and not stored:
+        raise UserError("train.reference=stored but the pairs carry no ref_chosen_logps/ref_rejected_logps; "
+                        "run jobs.generate with generate.ref_logprobs=true, or use train.reference=precompute")
+    return cfg.train.reference
+
+
+def _dpo_loop(config: dict) -> None:
+    import datasets
+    from transformers import AutoTokenizer
+    from trl import DPOConfig
+
+    cfg = OmegaConf.create(config["cfg"])
+    init_worker(cfg)
+    t = cfg.train
+    tokenizer = AutoTokenizer.from_pretrained(config["model_path"])
+    model = load_model_for_training(cfg, config["model_path"])
+    mode = config["reference"]
+    columns = ["prompt", "chosen", "rejected"] + (list(REF_COLUMNS) if mode == "stored" else [])
+    train = datasets.Dataset.from_list([{c: r[c] for c in columns} for r in config["rows"]])
+    scratch = Path(tempfile.gettempdir(), "nba_dpo", config["run_name"])
+    args = DPOConfig(**hf_args(cfg, str(scratch / "hf")), beta=t.beta, loss_type=list(t.loss_type),
+                     loss_weights=list(t.loss_weights) if t.loss_weights else None, label_smoothing=t.label_smoothing,
+                     max_length=cfg.model.max_length, precompute_ref_log_probs=mode in ("stored", "precompute"),
+                     dataset_num_proc=None)
+    trainer = StoredReferenceDPOTrainer(model=model, ref_model=None, args=args, train_dataset=train,
+                                        processing_class=tokenizer, peft_config=lora_config(cfg))
+    fit_and_report(trainer, cfg, tokenizer, config["model_path"], scratch)
+
+
+def train_dpo(cfg: DictConfig) -> dict:
+    """DPO of train.base_model on train.pairs into train.output_dir. Returns the final training metrics."""
+    from nba_dpo.cluster import start_ray
+
+    t = cfg.train
+    start = time.perf_counter()
+    for path, what in ((t.pairs, "pairs"), (Path(t.base_model) / "config.json", "base model")):
+        if not Path(path).exists():
+            raise UserError(f"{what} not found at {path}: run the earlier stages (sft, generate) first")
+    rows = pq.read_table(t.pairs).to_pylist()
+    if not rows:
+        raise UserError(f"{t.pairs} holds no pairs: see prefs/summary.json for why prompts gave none")
+    mode = reference_mode(cfg, rows)
+    start_ray(cfg.cluster)
+    run_name = f"dpo-{cfg.run_name}"
+    print(f"[train_dpo] {len(rows)} pairs, {t.method} DPO of {t.base_model} on {cfg.cluster.num_workers} Ray Train "
+          f"workers, deepspeed stage {cfg.deepspeed.stage}, loss {list(t.loss_type)}, beta {t.beta}, reference {mode}")
+    result = run_trainer(_dpo_loop, {"rows": rows, "model_path": t.base_model, "run_name": run_name,
+                                     "reference": mode}, cfg, run_name, max_failures=cfg.get("max_failures", 0))
+    exported = export_final_model(result, t.output_dir)
+    history = exported["log_history"]
+    last = {k: v for h in history for k, v in h.items() if k.startswith(("rewards/", "loss"))}
+    return {"reference": mode, "steps": exported["metrics"].get("global_step"), "seconds":
+            round(time.perf_counter() - start, 1), "output_dir": t.output_dir,
+            "final_reward_accuracy": last.get("rewards/accuracies"), "final_loss": last.get("loss"),
+            "final_margin": last.get("rewards/margins"), "log_history": history}

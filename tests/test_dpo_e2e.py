@@ -1,0 +1,95 @@
+"""DPO on Ray Train for real, tiny sizes: 2 workers x {ZeRO-2, ZeRO-3} x {full, LoRA}; the stored-reference path
+loads no reference model; a worker killed mid-run resumes from its checkpoint; QLoRA without CUDA stops early."""
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForCausalLM
+
+from nba_dpo.config import validate
+from nba_dpo.generation.run import generate_preferences
+from nba_dpo.training.dpo import train_dpo
+from tests.conftest import ROOT, TINY_DATA, TINY_MODEL, compose_cfg
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def pairs(tiny_artifacts):
+    """Pairs with stored reference log-probs from the tiny SFT model."""
+    cfg = validate(compose_cfg("generate", [f"paths.artifacts={tiny_artifacts}", "generate.limit=32",
+                                            "generate.num_samples=4", "generate.max_new_tokens=48",
+                                            "generate.output_dir=${paths.artifacts}/prefs_dpo"] + TINY_DATA + TINY_MODEL))
+    generate_preferences(cfg)
+    return Path(cfg.generate.output_dir) / "pairs" / "train.parquet"
+
+
+def dpo(artifacts: Path, pairs: Path, name: str, *overrides: str):
+    cfg = validate(compose_cfg("train_dpo", [f"paths.artifacts={artifacts}", f"run_name={name}", f"train.pairs={pairs}",
+                                             "train.max_steps=4", "train.save_steps=2", "train.logging_steps=1",
+                                             "train.per_device_batch_size=4",
+                                             f"train.output_dir=${{paths.artifacts}}/models/dpo_{name}"]
+                               + TINY_MODEL + list(overrides)))
+    return cfg, train_dpo(cfg)
+
+
+@pytest.mark.parametrize("stage", ["zero2", "zero3"])
+@pytest.mark.parametrize("method", ["dpo_full", "dpo_lora"])
+def test_dpo_deepspeed(tiny_artifacts, pairs, stage, method):
+    cfg, out = dpo(tiny_artifacts, pairs, f"{stage}_{method}", f"deepspeed={stage}", f"train={method}")
+    assert out["steps"] == 4 and out["reference"] == "stored"
+    logged = [h for h in out["log_history"] if "rewards/accuracies" in h]
+    assert logged and all(k in logged[-1] for k in ("rewards/chosen", "rewards/rejected", "rewards/margins"))
+    folder = Path(cfg.train.output_dir)
+    assert not (folder / "adapter_config.json").exists()
+    AutoModelForCausalLM.from_pretrained(folder)
+    assert list((Path(cfg.paths.artifacts) / "ray_results" / f"dpo-{stage}_{method}").glob("checkpoint_*"))
+
+
+def test_stored_reference_loads_no_reference_model(tiny_artifacts, pairs):
+    """With ref_*_logps in the pairs, TRL builds no reference model and computes no reference log-probs."""
+    import datasets
+    import pyarrow.parquet as pq
+    from transformers import AutoTokenizer
+    from trl import DPOConfig
+
+    from nba_dpo.training.dpo import StoredReferenceDPOTrainer
+
+    model_path = str(tiny_artifacts / "models" / "sft")
+    rows = pq.read_table(pairs).to_pylist()
+    ds = datasets.Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected", "ref_chosen_logps",
+                                                        "ref_rejected_logps")} for r in rows])
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("reference log-probs were recomputed")
+
+    StoredReferenceDPOTrainer.compute_ref_log_probs = refuse
+    trainer = StoredReferenceDPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(model_path), ref_model=None,
+        args=DPOConfig(output_dir=str(tiny_artifacts / "ref_check"), use_cpu=True, bf16=False, report_to=[],
+                       precompute_ref_log_probs=True, max_steps=1, per_device_train_batch_size=2, max_length=256),
+        train_dataset=ds, processing_class=AutoTokenizer.from_pretrained(model_path))
+    assert trainer.ref_model is None
+    trainer.train()
+    del StoredReferenceDPOTrainer.compute_ref_log_probs
+
+
+def test_killed_worker_resumes(tiny_artifacts, pairs, monkeypatch):
+    scratch = Path(tempfile.gettempdir(), "nba_dpo", "dpo-killed")
+    shutil.rmtree(scratch, ignore_errors=True)
+    monkeypatch.setenv("NBA_DPO_FAIL_AT_STEP", "2")
+    cfg, out = dpo(tiny_artifacts, pairs, "killed", "train.max_steps=6")
+    assert (scratch / "injected_failure_fired").read_text() == "2"
+    # Ray Train restarted the workers (FailureConfig) and they resumed from the step-2 checkpoint
+    assert (scratch / "attempts").read_text().split() == ["0", "2"]
+    assert out["steps"] == 6
+
+
+def test_qlora_without_cuda_stops_before_ray(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "jobs.train_dpo", "train=dpo_qlora", f"paths.artifacts={tmp_path}"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: QLoRA needs a CUDA GPU")
+    assert not (tmp_path / "ray_results").exists()

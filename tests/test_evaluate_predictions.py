@@ -1,0 +1,67 @@
+"""Scoring an outside system's predictions with no model: the exact command of the issue, hand-made cases."""
+import hashlib
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+
+from tests.conftest import ROOT
+
+QUESTIONS = [
+    ("count", "How many teams are there?", "SELECT COUNT(*) FROM teams"),
+    ("east", "Which teams are in the East?", "SELECT full_name FROM teams WHERE conference = 'East'"),
+    ("top", "Top 3 tallest players?", "SELECT full_name, height_cm FROM players ORDER BY height_cm DESC, player_id LIMIT 3"),
+    ("avg", "Average home score?", "SELECT AVG(home_score) FROM games"),
+    ("drop", "Seasons?", "SELECT season FROM seasons"),
+    ("slow", "Games?", "SELECT COUNT(*) FROM games"),
+    ("missing", "Divisions?", "SELECT DISTINCT division FROM teams"),
+]
+PREDICTIONS = [
+    {"id": "count", "sql": "select count(team_id) from teams;"},                               # right, other SQL
+    {"id": "east", "sql": "SELECT conference, full_name FROM teams WHERE conference = 'East'"},  # extra column
+    {"id": "top", "sql": "SELECT height_cm, full_name FROM players ORDER BY height_cm DESC, player_id LIMIT 3"},  # permuted
+    {"id": "avg", "sql": "SELECT AVG(away_score) FROM games"},                                  # wrong value
+    {"id": "drop", "sql": "DROP TABLE seasons"},                                                # hostile
+    {"id": "slow", "sql": "SELECT COUNT(*) FROM player_box_scores a, player_box_scores b"},     # runaway
+]
+
+
+def test_predictions_mode(tmp_path, db_path):
+    q = tmp_path / "Q.jsonl"
+    q.write_text("\n".join(json.dumps({"id": i, "question": t, "gold_sql": s}) for i, t, s in QUESTIONS))
+    p = tmp_path / "P.jsonl"
+    p.write_text("\n".join(json.dumps(x) for x in PREDICTIONS))
+    before = hashlib.sha256(db_path.read_bytes()).hexdigest()
+    out = tmp_path / "OUT"
+    proc = subprocess.run([sys.executable, "-m", "jobs.evaluate", "data=byo", f"data.db_path={db_path}",
+                           f"data.questions={q}", f"eval.predictions={p}", "eval.name=outside",
+                           f"paths.artifacts={out}"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert hashlib.sha256(db_path.read_bytes()).hexdigest() == before
+    metrics = json.loads((out / "eval/outside/metrics.json").read_text())
+    assert metrics["n"] == 7
+    assert abs(metrics["ex_spider"] - 2 / 7) < 1e-9     # count, top (column permutation)
+    assert abs(metrics["ex_bird"] - 1 / 7) < 1e-9       # count only: BIRD keeps column order
+    assert abs(metrics["valid_sql"] - 4 / 7) < 1e-9
+    rows = {r["id"]: r for r in pq.read_table(out / "eval/outside/predictions.parquet").to_pylist()}
+    assert set(pq.read_schema(out / "eval/outside/predictions.parquet").names) >= {
+        "id", "sql", "correct_spider", "correct_bird", "error"}
+    assert rows["count"]["correct_spider"] is True and rows["count"]["error"] is None
+    assert rows["top"]["correct_spider"] is True and rows["top"]["correct_bird"] is False
+    assert rows["east"]["correct_spider"] is False
+    assert rows["drop"]["error"].startswith("denied")
+    assert rows["slow"]["error"].startswith("timeout")
+    assert rows["missing"]["error"].startswith("missing")
+    assert (out / "eval/outside/summary.md").exists() and (out / "eval/outside/ex_by_difficulty.png").exists()
+
+
+def test_bad_predictions_line_is_one_sentence(tmp_path, db_path):
+    q = tmp_path / "Q.jsonl"
+    q.write_text(json.dumps({"id": "a", "question": "x", "gold_sql": "SELECT 1"}))
+    p = tmp_path / "P.jsonl"
+    p.write_text('{"id": "a", "sql": "SELECT 1"}\nnot json\n')
+    proc = subprocess.run([sys.executable, "-m", "jobs.evaluate", "data=byo", f"data.db_path={db_path}",
+                           f"data.questions={q}", f"eval.predictions={p}", f"paths.artifacts={tmp_path}"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith(f"error: {p}:2:")

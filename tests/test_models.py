@@ -1,0 +1,71 @@
+"""The tiny model and the hub model configs (validated, never downloaded)."""
+import hashlib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from nba_dpo.config import GROUP_SCHEMAS, _typed, validate
+from nba_dpo.errors import UserError
+from nba_dpo.models.prompts import build_prompt
+from nba_dpo.models.tiny import build_tiny_model
+from tests.conftest import ROOT, compose_cfg
+
+CORPUS = [f"How many points did Player {i} score in 2023-24?\nReasoning: Sum points.\nSQL: SELECT SUM(points) "
+          f"FROM player_box_scores WHERE player_id = {i};" for i in range(200)]
+BUILD = dict(vocab_size=400, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
+             max_position_embeddings=128)
+
+
+def digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(folder.iterdir()):
+        h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+def test_tiny_model_is_deterministic_and_loads(tmp_path):
+    a = build_tiny_model(CORPUS, tmp_path / "a", seed=0, **BUILD)
+    b = build_tiny_model(CORPUS, tmp_path / "b", seed=0, **BUILD)
+    c = build_tiny_model(CORPUS, tmp_path / "c", seed=1, **BUILD)
+    assert digest(a) == digest(b) != digest(c)
+    tok = AutoTokenizer.from_pretrained(a)
+    model = AutoModelForCausalLM.from_pretrained(a)
+    assert model.config.model_type == "llama" and model.config.vocab_size == len(tok)
+    prompt = build_prompt(tok, "How many teams?", None, include_schema=False)
+    assert prompt == "<|user|>\nHow many teams?<|end|>\n<|assistant|>\n"
+    ids = tok(prompt, return_tensors="pt").input_ids
+    out = model.generate(ids, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert out.shape[1] > ids.shape[1]
+
+
+@pytest.mark.parametrize("name", ["qwen2_5_coder_0_5b", "qwen2_5_coder_1_5b", "qwen2_5_coder_7b", "llama3_8b"])
+def test_hub_model_configs_compose_without_download(name, tmp_path):
+    cfg = compose_cfg("sft", [f"model={name}", "train=sft_lora", f"paths.artifacts={tmp_path}"])
+    model = _typed(cfg.model, GROUP_SCHEMAS["model"], "model")
+    assert model.include_schema and model.build is None and "/" in model.path
+    assert set(model.lora.target_modules) >= {"q_proj", "v_proj"}
+    with pytest.raises(UserError, match="not a local model folder"):
+        validate(cfg)  # offline: a hub id that is not on disk stops before any download
+    local = tmp_path / "weights"
+    local.mkdir()
+    assert validate(compose_cfg("sft", [f"model={name}", f"model.path={local}", f"paths.artifacts={tmp_path}"]))
+
+
+def test_schema_prompt_for_real_models(tmp_path):
+    tok = AutoTokenizer.from_pretrained(build_tiny_model(CORPUS, tmp_path / "t", seed=0, **BUILD))
+    prompt = build_prompt(tok, "How many teams?", "CREATE TABLE teams (id INTEGER);", include_schema=True)
+    assert "CREATE TABLE teams" in prompt and prompt.index("<|system|>") < prompt.index("<|user|>")
+
+
+def test_qlora_on_cpu_stops_before_ray(tmp_path):
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "jobs.sft", "train=sft_qlora", f"paths.artifacts={tmp_path}"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: QLoRA needs a CUDA GPU") and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "ray_results").exists()
+    assert time.monotonic() - start < 60
