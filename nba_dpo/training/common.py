@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -88,7 +89,7 @@ def resume_dir() -> str | None:
     return str(hf) if hf.is_dir() else None
 
 
-def fit_and_report(trainer, cfg: DictConfig, tokenizer, base_path: str, scratch: Path) -> None:
+def fit_and_report(trainer, cfg: DictConfig, tokenizer, scratch: Path) -> None:
     """The tail of every worker loop: Ray checkpoint reporting, failure hook, resume, train, final model."""
     from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
 
@@ -96,34 +97,25 @@ def fit_and_report(trainer, cfg: DictConfig, tokenizer, base_path: str, scratch:
     trainer.add_callback(InjectedFailure(str(scratch)))
     trainer = prepare_trainer(trainer)
     trainer.train(resume_from_checkpoint=resume_dir())
-    report_final_model(trainer, cfg, tokenizer, base_path)
+    report_final_model(trainer, cfg, tokenizer)
 
 
-def report_final_model(trainer, cfg: DictConfig, tokenizer, base_path: str) -> None:
-    """Save the trained model (LoRA merged on request) and report it as the last Ray Train checkpoint."""
+def report_final_model(trainer, cfg: DictConfig, tokenizer) -> None:
+    """Save the trained model (or LoRA adapter) and report it as the last Ray Train checkpoint."""
     import ray.train
     from ray.train import Checkpoint
 
     out = Path(tempfile.mkdtemp(prefix="nba_dpo_final_"))
-    trainer.save_model(str(out / "raw"))  # a collective under ZeRO-3: every rank calls it
+    final = out / FINAL_MODEL_DIR
+    trainer.save_model(str(final))  # a collective under ZeRO-3: every rank calls it, rank 0 writes
     metrics = {k: v for log in trainer.state.log_history for k, v in log.items() if isinstance(v, (int, float))}
     metrics["global_step"] = trainer.state.global_step
     if ray.train.get_context().get_world_rank() != 0:
         ray.train.report(metrics, checkpoint=None)
         return
-    final = out / "ckpt" / FINAL_MODEL_DIR
-    if cfg.train.method != "full" and cfg.train.merge_lora:
-        from peft import PeftModel
-        from transformers import AutoModelForCausalLM
-
-        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch_dtype(cfg.model.dtype),
-                                                    trust_remote_code=cfg.model.trust_remote_code)
-        PeftModel.from_pretrained(base, str(out / "raw")).merge_and_unload().save_pretrained(final)
-    else:
-        shutil.copytree(out / "raw", final)
     tokenizer.save_pretrained(final)
-    (out / "ckpt" / "log_history.json").write_text(json.dumps(trainer.state.log_history))
-    ray.train.report(metrics, checkpoint=Checkpoint.from_directory(str(out / "ckpt")))
+    (out / "log_history.json").write_text(json.dumps(trainer.state.log_history))
+    ray.train.report(metrics, checkpoint=Checkpoint.from_directory(str(out)))
 
 
 def run_trainer(loop: Callable[[dict], None], loop_config: dict, cfg: DictConfig, run_name: str,
@@ -147,15 +139,26 @@ def run_trainer(loop: Callable[[dict], None], loop_config: dict, cfg: DictConfig
     return trainer.fit()
 
 
-def export_final_model(result, output_dir: str) -> dict:
-    """Copy the final model out of the last Ray checkpoint into `output_dir` (atomically); return log history."""
+def export_final_model(result, cfg: DictConfig, base_path: str) -> dict:
+    """Copy the final model out of the last Ray checkpoint into train.output_dir (atomically), merging a LoRA
+    adapter into its base here in the driver, outside DeepSpeed, when train.merge_lora is set."""
     if result.checkpoint is None:
         raise RuntimeError("training finished without a checkpoint")
-    out = Path(output_dir)
+    out = Path(cfg.train.output_dir)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     with result.checkpoint.as_directory() as ckpt:
-        shutil.copytree(Path(ckpt) / FINAL_MODEL_DIR, tmp)
+        model_dir = Path(ckpt) / FINAL_MODEL_DIR
+        if (model_dir / "adapter_config.json").exists() and cfg.train.merge_lora:
+            from peft import PeftModel
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch_dtype(cfg.model.dtype),
+                                                        trust_remote_code=cfg.model.trust_remote_code)
+            PeftModel.from_pretrained(base, str(model_dir)).merge_and_unload().save_pretrained(tmp)
+            AutoTokenizer.from_pretrained(model_dir).save_pretrained(tmp)
+        else:
+            shutil.copytree(model_dir, tmp)
         history = json.loads((Path(ckpt) / "log_history.json").read_text())
     (tmp / "log_history.json").write_text(json.dumps(history))
     shutil.rmtree(out, ignore_errors=True)
@@ -164,9 +167,9 @@ def export_final_model(result, output_dir: str) -> dict:
 
 
 class InjectedFailure:
-    """Test hook: NBA_DPO_FAIL_AT_STEP=N kills rank 0's process once, right after the checkpoint of step N is
-    reported, so that Ray Train's FailureConfig restart and checkpoint resume run for real. A marker file makes it
-    fire once; `attempts` records the step each attempt started from."""
+    """Test hook: NBA_DPO_FAIL_AT_STEP=N kills rank 0's process once, at the end of the first step after N (so the
+    checkpoint reported at N is registered first), so that Ray Train's FailureConfig restart and checkpoint resume
+    run for real. A marker file makes it fire once; `attempts` records the step each attempt started from."""
 
     def __new__(cls, marker_dir: str):
         from transformers import TrainerCallback
@@ -186,10 +189,11 @@ class InjectedFailure:
                     with open(folder / "attempts", "a") as f:
                         f.write(f"{state.global_step}\n")
 
-            def on_save(self, args, state, control, **kwargs):
+            def on_step_end(self, args, state, control, **kwargs):
                 marker = folder / "injected_failure_fired"
-                if self._rank0() and state.global_step >= step and not marker.exists():
+                if self._rank0() and state.global_step > step and not marker.exists():
                     marker.write_text(str(state.global_step))
+                    time.sleep(2)  # let the controller finish registering the last reported checkpoint
                     os._exit(1)
 
         return _Kill()

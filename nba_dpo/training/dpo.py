@@ -60,7 +60,7 @@ def _dpo_loop(config: dict) -> None:
                      dataset_num_proc=None)
     trainer = StoredReferenceDPOTrainer(model=model, ref_model=None, args=args, train_dataset=train,
                                         processing_class=tokenizer, peft_config=lora_config(cfg))
-    fit_and_report(trainer, cfg, tokenizer, config["model_path"], scratch)
+    fit_and_report(trainer, cfg, tokenizer, scratch)
 
 
 def train_dpo(cfg: DictConfig) -> dict:
@@ -82,7 +82,7 @@ def train_dpo(cfg: DictConfig) -> dict:
           f"workers, deepspeed stage {cfg.deepspeed.stage}, loss {list(t.loss_type)}, beta {t.beta}, reference {mode}")
     result = run_trainer(_dpo_loop, {"rows": rows, "model_path": t.base_model, "run_name": run_name,
                                      "reference": mode}, cfg, run_name, max_failures=cfg.get("max_failures", 0))
-    exported = export_final_model(result, t.output_dir)
+    exported = export_final_model(result, cfg, t.base_model)
     history = exported["log_history"]
     last = {k: v for h in history for k, v in h.items() if k.startswith(("rewards/", "loss"))}
     return {"reference": mode, "steps": exported["metrics"].get("global_step"), "seconds":

@@ -47,7 +47,7 @@ def _sft_loop(config: dict) -> None:
                      completion_only_loss=True, packing=False, dataset_num_proc=None)
     trainer = SFTTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_list(config["rows"]),
                          processing_class=tokenizer, peft_config=lora_config(cfg))
-    fit_and_report(trainer, cfg, tokenizer, config["model_path"], scratch)
+    fit_and_report(trainer, cfg, tokenizer, scratch)
 
 
 def train_sft(cfg: DictConfig) -> dict:
@@ -67,7 +67,7 @@ def train_sft(cfg: DictConfig) -> dict:
           f"Ray Train workers, deepspeed stage {cfg.deepspeed.stage}")
     result = run_trainer(_sft_loop, {"rows": examples, "model_path": base, "run_name": run_name}, cfg, run_name,
                          max_failures=cfg.get("max_failures", 0))
-    exported = export_final_model(result, cfg.train.output_dir)
+    exported = export_final_model(result, cfg, base)
     losses = [h["loss"] for h in exported["log_history"] if "loss" in h]
     return {"final_loss": losses[-1] if losses else None, "first_loss": losses[0] if losses else None,
             "steps": exported["metrics"].get("global_step"), "seconds": round(time.perf_counter() - start, 1),
