@@ -235,6 +235,8 @@ def build_instruction_data(db_path: str | Path, seed: int, sizes: dict[str, int]
                     "template_id": intent.id, "difficulty": intent.difficulty, "split": split,
                     "phrasing_id": i, "holdout": holdout})
     checker.sandbox.close()
+    for rows in out.values():  # intent order -> seeded shuffle, so that any prefix (a `limit`) is a fair sample
+        rng.shuffle(rows)
     return out
 
 
