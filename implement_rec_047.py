@@ -56,7 +56,8 @@ class ImplementCreateAndFinetuneWithPreferenceDatasets:
         for name, config_name in (("build_data", "config"), ("sft", "sft"), ("generate", "generate"),
                                   ("train_dpo", "train_dpo"), ("evaluate", "evaluate")):
             validate(compose(config_name, base + stages[name]))
-        pipeline = compose("pipeline", base + [f"pipeline.{k}=[{','.join(v)}]" for k, v in stages.items()]
+        as_list = lambda items: "[" + ",".join(f"'{x}'" for x in items) + "]"  # noqa: E731  (quoted for Hydra)
+        pipeline = compose("pipeline", base + [f"pipeline.{k}={as_list(v)}" for k, v in stages.items()]
                            + ["pipeline.eval_samples=4" if self.tiny else "pipeline.eval_samples=8"])
         self.config = pipeline
         return pipeline

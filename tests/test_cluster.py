@@ -39,8 +39,8 @@ def test_cluster_files_parse(path):
 def test_experiments_compose():
     for exp in (ROOT / "conf" / "experiment").glob("*.yaml"):
         cfg = compose("pipeline", [f"experiment={exp.stem}"])
-        for stage in ("sft", "generate", "train_dpo"):
-            config = {"sft": "sft", "generate": "generate", "train_dpo": "train_dpo"}[stage]
+        for stage, config in (("build_data", "config"), ("sft", "sft"), ("generate", "generate"),
+                              ("train_dpo", "train_dpo"), ("evaluate", "evaluate")):
             assert compose(config, list(cfg.pipeline.common) + list(cfg.pipeline[stage]))
 
 
