@@ -35,8 +35,21 @@ def completion_text(reasoning: str, sql: str) -> str:
     return f"Reasoning: {reasoning}\nSQL: {sql}" if reasoning else f"SQL: {sql}"
 
 
+def connect_read_only(db_path: str | Path) -> sqlite3.Connection:
+    """A plain read-only connection for trusted queries (untrusted SQL goes through the Sandbox)."""
+    return sqlite3.connect(f"{Path(db_path).resolve().as_uri()}?mode=ro", uri=True)
+
+
+def table_names(db_path: str | Path) -> list[str]:
+    con = connect_read_only(db_path)
+    try:
+        return [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    finally:
+        con.close()
+
+
 def schema_ddl(db_path: str | Path) -> str:
-    con = sqlite3.connect(f"{Path(db_path).resolve().as_uri()}?mode=ro", uri=True)
+    con = connect_read_only(db_path)
     try:
         rows = con.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND sql IS NOT NULL "
                            "AND name NOT LIKE 'sqlite_%' ORDER BY rowid").fetchall()
@@ -62,7 +75,7 @@ class _Pools:
 
     @classmethod
     def load(cls, db_path: Path) -> "_Pools":
-        con = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
+        con = connect_read_only(db_path)
         q = lambda sql: [r if len(r) > 1 else r[0] for r in con.execute(sql).fetchall()]  # noqa: E731
         try:
             ps = q("SELECT p.full_name, g.season FROM player_box_scores b JOIN players p USING (player_id) "

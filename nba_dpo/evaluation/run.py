@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from omegaconf import DictConfig
 
-from nba_dpo.data.dataset import completion_text, read_byo_questions
+from nba_dpo.data.dataset import completion_text, read_byo_questions, table_names
 from nba_dpo.errors import UserError
 from nba_dpo.evaluation.metrics import compute_metrics
 from nba_dpo.evaluation.report import write_report
@@ -114,7 +114,7 @@ def evaluate(cfg: DictConfig) -> dict:
                                    cfg.eval.sql_timeout_s)
     else:
         scored = generate_and_score(cfg, rows)
-    tables = {t.lower() for t in _table_names(cfg.data.db_path)}
+    tables = {t.lower() for t in table_names(cfg.data.db_path)}
     metrics = compute_metrics(scored, tables, pass_k=list(cfg.eval.pass_k), token_counts=not cfg.eval.predictions)
     metrics["seconds"] = round(time.perf_counter() - start, 1)
     metrics["model_path"] = None if cfg.eval.predictions else cfg.eval.model_path
@@ -126,12 +126,3 @@ def evaluate(cfg: DictConfig) -> dict:
     write_json(metrics, out_dir / "metrics.json")  # last: marks a complete evaluation
     return metrics
 
-
-def _table_names(db_path: str) -> list[str]:
-    import sqlite3
-
-    con = sqlite3.connect(f"{Path(db_path).resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        return [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    finally:
-        con.close()

@@ -133,10 +133,10 @@ def generate_candidates(cfg: DictConfig, prompts: list[dict]) -> list[dict]:
             rows, complete, part = rows + complete, [], part + 1
     bar.close()
     for pid, got in pending.items():  # should not happen; recorded rather than lost
-        complete += [got.get(k) or {**_candidate_row({"id": pid, "candidate_idx": k, "completion": "", "pred_sql": "",
-                                                      "exec_ok": False, "correct_spider": False, "n_tokens": 0,
-                                                      "error": "missing: no output for this sample"},
-                                                     by_id[pid], cfg.score.weights)} for k in range(g.num_samples)]
+        complete += [got.get(k) or _candidate_row({"id": pid, "candidate_idx": k, "completion": "", "pred_sql": "",
+                                                    "exec_ok": False, "correct_spider": False, "n_tokens": 0,
+                                                    "error": "missing: no output for this sample"},
+                                                    by_id[pid], cfg.score.weights) for k in range(g.num_samples)]
     if complete:
         write_parquet(complete, cand_dir / f"part-{part:05d}.parquet", schema=CANDIDATE_SCHEMA)
         rows += complete
