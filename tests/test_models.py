@@ -69,3 +69,26 @@ def test_qlora_on_cpu_stops_before_ray(tmp_path):
     assert proc.stderr.strip().startswith("error: QLoRA needs a CUDA GPU") and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "ray_results").exists()
     assert time.monotonic() - start < 60
+
+
+def test_cpu_sft_trainer_loss_matches_trl(tmp_path):
+    """The CPU trainer's loss (the model's own) equals TRL's fused-head completion-only loss on the same batch."""
+    import datasets
+    from trl import SFTConfig, SFTTrainer
+
+    from nba_dpo.training.sft import CPUSFTTrainer
+
+    path = build_tiny_model(CORPUS, tmp_path / "m", seed=0, **BUILD)
+    tok = AutoTokenizer.from_pretrained(path)
+    rows = [{"prompt": build_prompt(tok, line.split("\n")[0], None, include_schema=False),
+             "completion": line.split("\n", 1)[1]} for line in CORPUS[:16]]
+    losses = []
+    for cls in (SFTTrainer, CPUSFTTrainer):
+        args = SFTConfig(output_dir=str(tmp_path / cls.__name__), use_cpu=True, report_to=[], max_length=128,
+                         completion_only_loss=True, per_device_train_batch_size=8, dataset_num_proc=None, seed=0)
+        trainer = cls(model=AutoModelForCausalLM.from_pretrained(path), args=args, processing_class=tok,
+                      train_dataset=datasets.Dataset.from_list(rows))
+        batch = next(iter(trainer.get_train_dataloader()))
+        assert (batch["labels"] == -100).any() and (batch["labels"] != -100).any()  # prompt masked, completion kept
+        losses.append(trainer.compute_loss(trainer.model, dict(batch)).item())
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
