@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -12,6 +13,7 @@ from typing import Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from transformers import TrainerCallback
 
 from nba_dpo.training.deepspeed_config import deepspeed_config
 
@@ -93,14 +95,29 @@ def fit_and_report(trainer, cfg: DictConfig, tokenizer, scratch: Path) -> None:
     """The tail of every worker loop: Ray checkpoint reporting, failure hook, resume, train, final model."""
     from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
 
-    trainer.add_callback(RayTrainReportCallback())
-    trainer.add_callback(InjectedFailure(str(scratch)))
+    timer = StepTimer()
+    for callback in (RayTrainReportCallback(), InjectedFailure(str(scratch)), timer):
+        trainer.add_callback(callback)
     trainer = prepare_trainer(trainer)
     trainer.train(resume_from_checkpoint=resume_dir())
-    report_final_model(trainer, cfg, tokenizer)
+    report_final_model(trainer, cfg, tokenizer, timer.step_s())
 
 
-def report_final_model(trainer, cfg: DictConfig, tokenizer) -> None:
+class StepTimer(TrainerCallback):
+    """Steady-state seconds per optimizer step: the first `skip` steps (engine set-up, first allocations) left out."""
+
+    def __init__(self, skip: int = 3):
+        self.skip, self.ends = skip, []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.ends.append(time.perf_counter())
+
+    def step_s(self) -> float | None:
+        timed = len(self.ends) - self.skip
+        return (self.ends[-1] - self.ends[self.skip - 1]) / timed if timed > 0 else None
+
+
+def report_final_model(trainer, cfg: DictConfig, tokenizer, step_s: float | None) -> None:
     """Save the trained model (or LoRA adapter) and report it as the last Ray Train checkpoint."""
     import ray.train
     from ray.train import Checkpoint
@@ -110,6 +127,9 @@ def report_final_model(trainer, cfg: DictConfig, tokenizer) -> None:
     trainer.save_model(str(final))  # a collective under ZeRO-3: every rank calls it, rank 0 writes
     metrics = {k: v for log in trainer.state.log_history for k, v in log.items() if isinstance(v, (int, float))}
     metrics["global_step"] = trainer.state.global_step
+    metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # this worker's process
+    if step_s is not None:
+        metrics["step_s"] = step_s
     if ray.train.get_context().get_world_rank() != 0:
         ray.train.report(metrics, checkpoint=None)
         return

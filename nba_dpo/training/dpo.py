@@ -85,7 +85,10 @@ def train_dpo(cfg: DictConfig) -> dict:
     exported = export_final_model(result, cfg, t.base_model)
     history = exported["log_history"]
     last = {k: v for h in history for k, v in h.items() if k.startswith(("rewards/", "loss"))}
-    return {"reference": mode, "steps": exported["metrics"].get("global_step"), "seconds":
-            round(time.perf_counter() - start, 1), "output_dir": t.output_dir,
+    metrics = exported["metrics"]
+    return {"reference": mode, "steps": metrics.get("global_step"), "seconds": round(time.perf_counter() - start, 1),
+            "train_runtime": metrics.get("train_runtime"), "step_s": metrics.get("step_s"),
+            "peak_rss_mb": metrics.get("peak_rss_mb"),
+            "output_dir": t.output_dir,
             "final_reward_accuracy": last.get("rewards/accuracies"), "final_loss": last.get("loss"),
             "final_margin": last.get("rewards/margins"), "log_history": history}
