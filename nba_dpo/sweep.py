@@ -3,6 +3,7 @@ table of every point's overrides and returned metric when the sweep ends."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ def per_sweep_point(cfg: DictConfig, output_key: str) -> DictConfig:
         return cfg
     if hc.mode != RunMode.MULTIRUN:
         return cfg
-    point = hc.job.override_dirname.replace("/", "_").replace("=", "-").replace(",", "_") or str(hc.job.num)
+    point = point_name(hc.job.num, list(hc.overrides.task))
     with open_dict(cfg):
         node, leaf = cfg, output_key.split(".")
         for key in leaf[:-1]:
@@ -28,6 +29,17 @@ def per_sweep_point(cfg: DictConfig, output_key: str) -> DictConfig:
         node[leaf[-1]] = f"{node[leaf[-1]]}/{point}"
         cfg.run_name = f"{cfg.run_name}-{hc.job.num}"
     return cfg
+
+
+def point_name(num: int, overrides: list[str], max_chars: int = 100) -> str:
+    """A short folder name for one sweep point: its number, then its overrides with paths cut to their last part
+    (`3_train.beta-0.1_deepspeed-zero3`); paths.* and hydra.* are left out, being the same for every point."""
+    parts = []
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if not key.startswith(("paths.", "hydra.")):
+            parts.append(f"{key}-{value.rstrip('/').rsplit('/', 1)[-1]}")
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", "_".join([str(num), *parts]))[:max_chars]
 
 
 class SweepSummary(Callback):

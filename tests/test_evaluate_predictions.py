@@ -65,3 +65,23 @@ def test_bad_predictions_line_is_one_sentence(tmp_path, db_path):
                            f"data.questions={q}", f"eval.predictions={p}", f"paths.artifacts={tmp_path}"],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith(f"error: {p}:2:")
+
+
+def test_multirun_writes_a_sweep_summary(tmp_path, db_path):
+    """Hydra --multirun: one folder per point, and SweepSummary's table of every point's result, best first."""
+    q = tmp_path / "Q.jsonl"
+    q.write_text("\n".join(json.dumps({"id": i, "question": t, "gold_sql": s}) for i, t, s in QUESTIONS))
+    good, bad = tmp_path / "good.jsonl", tmp_path / "bad.jsonl"
+    good.write_text("\n".join(json.dumps({"id": i, "sql": s}) for i, _, s in QUESTIONS))
+    bad.write_text("\n".join(json.dumps(x) for x in PREDICTIONS))
+    proc = subprocess.run([sys.executable, "-m", "jobs.evaluate", "-m", "data=byo", f"data.db_path={db_path}",
+                           f"data.questions={q}", f"eval.predictions={bad},{good}", "eval.name=sweep",
+                           f"paths.artifacts={tmp_path}"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    [sweep_dir] = (tmp_path / "hydra" / "evaluate").glob("multirun-*")
+    rows = json.loads((sweep_dir / "sweep_summary.json").read_text())
+    assert [r["status"] for r in rows] == ["COMPLETED", "COMPLETED"]
+    assert sorted(r["result"] for r in rows) == [2 / 7, 1.0]
+    table = (sweep_dir / "sweep_summary.md").read_text().splitlines()
+    assert f"eval.predictions={good}" in table[2] and "1.0000" in table[2]  # best first
+    assert len(list((tmp_path / "eval" / "sweep").glob("*/metrics.json"))) == 2  # a folder per point
