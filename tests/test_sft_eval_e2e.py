@@ -29,8 +29,10 @@ def test_sft_full_zero2(tiny_artifacts):
     assert list(Path(cfg.paths.artifacts, "ray_results", "sft-zero2").glob("checkpoint_*"))  # via ray.train.report
 
 
-def test_sft_lora_merged(tiny_artifacts):
-    cfg, out = sft(tiny_artifacts, "train=sft_lora", "run_name=lora", "train.output_dir=${paths.artifacts}/models/sft_lora")
+def test_sft_lora_merged(tiny_artifacts, monkeypatch):
+    monkeypatch.chdir(tiny_artifacts.parent)  # a relative paths.artifacts, as scripts/demo.sh passes
+    cfg, out = sft(Path(tiny_artifacts.name), "train=sft_lora", "run_name=lora",
+                   "train.output_dir=${paths.artifacts}/models/sft_lora")
     assert out["steps"] == 6
     folder = Path(cfg.train.output_dir)
     assert (folder / "config.json").exists() and not (folder / "adapter_config.json").exists()  # merged, plain folder

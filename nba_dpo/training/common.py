@@ -52,6 +52,12 @@ def load_model_for_training(cfg: DictConfig, path: str):
     return model
 
 
+def worker_path(path: str) -> str:
+    """A local model folder as an absolute path (Ray Train runs each worker in its own directory, where a relative
+    path means nothing); a hub id as it is."""
+    return str(Path(path).resolve()) if Path(path).exists() else path
+
+
 def hf_args(cfg: DictConfig, output_dir: str) -> dict:
     """Keyword arguments shared by SFTConfig and DPOConfig."""
     t = cfg.train

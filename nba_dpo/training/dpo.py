@@ -16,7 +16,7 @@ from trl import DPOTrainer
 
 from nba_dpo.errors import UserError
 from nba_dpo.training.common import (export_final_model, fit_and_report, hf_args, init_worker,
-                                     load_model_for_training, lora_config, run_trainer)
+                                     load_model_for_training, lora_config, run_trainer, worker_path)
 
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 
@@ -80,7 +80,7 @@ def train_dpo(cfg: DictConfig) -> dict:
     run_name = f"dpo-{cfg.run_name}"
     print(f"[train_dpo] {len(rows)} pairs, {t.method} DPO of {t.base_model} on {cfg.cluster.num_workers} Ray Train "
           f"workers, deepspeed stage {cfg.deepspeed.stage}, loss {list(t.loss_type)}, beta {t.beta}, reference {mode}")
-    result = run_trainer(_dpo_loop, {"rows": rows, "model_path": t.base_model, "run_name": run_name,
+    result = run_trainer(_dpo_loop, {"rows": rows, "model_path": worker_path(t.base_model), "run_name": run_name,
                                      "reference": mode}, cfg, run_name, max_failures=cfg.get("max_failures", 0))
     exported = export_final_model(result, cfg, t.base_model)
     history = exported["log_history"]

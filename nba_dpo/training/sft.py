@@ -13,7 +13,7 @@ from trl import SFTTrainer
 from nba_dpo.data.dataset import completion_text
 from nba_dpo.models.prompts import build_prompt
 from nba_dpo.training.common import (export_final_model, fit_and_report, hf_args, init_worker,
-                                     load_model_for_training, lora_config, run_trainer)
+                                     load_model_for_training, lora_config, run_trainer, worker_path)
 
 
 def ensure_base_model(cfg: DictConfig) -> str:
@@ -79,8 +79,8 @@ def train_sft(cfg: DictConfig) -> dict:
     run_name = f"sft-{cfg.run_name}"
     print(f"[sft] {len(examples)} examples, {cfg.train.method} fine-tuning of {base} on {cfg.cluster.num_workers} "
           f"Ray Train workers, deepspeed stage {cfg.deepspeed.stage}")
-    result = run_trainer(_sft_loop, {"rows": examples, "model_path": base, "run_name": run_name}, cfg, run_name,
-                         max_failures=cfg.get("max_failures", 0))
+    result = run_trainer(_sft_loop, {"rows": examples, "model_path": worker_path(base), "run_name": run_name}, cfg,
+                         run_name, max_failures=cfg.get("max_failures", 0))
     exported = export_final_model(result, cfg, base)
     losses = [h["loss"] for h in exported["log_history"] if "loss" in h]
     return {"final_loss": losses[-1] if losses else None, "first_loss": losses[0] if losses else None,
