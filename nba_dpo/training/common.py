@@ -105,7 +105,10 @@ def fit_and_report(trainer, cfg: DictConfig, tokenizer, scratch: Path) -> None:
     for callback in (RayTrainReportCallback(), InjectedFailure(str(scratch)), timer):
         trainer.add_callback(callback)
     trainer = prepare_trainer(trainer)
-    trainer.train(resume_from_checkpoint=resume_dir())
+    resume = resume_dir()
+    if resume is None:  # a fresh start: HF checkpoints another run left here must not be reported as this run's
+        shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
+    trainer.train(resume_from_checkpoint=resume)
     report_final_model(trainer, cfg, tokenizer, timer.step_s())
 
 
