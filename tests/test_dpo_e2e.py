@@ -3,7 +3,6 @@ loads no reference model; a worker killed mid-run resumes from its checkpoint; Q
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from transformers import AutoModelForCausalLM
 
 from nba_dpo.config import validate
 from nba_dpo.generation.run import generate_preferences
+from nba_dpo.training.common import scratch_dir
 from nba_dpo.training.dpo import train_dpo
 from tests.conftest import ROOT, TINY_DATA, TINY_MODEL, compose_cfg
 
@@ -78,7 +78,7 @@ def test_stored_reference_loads_no_reference_model(tiny_artifacts, pairs):
 
 
 def test_killed_worker_resumes(tiny_artifacts, pairs, monkeypatch):
-    scratch = Path(tempfile.gettempdir(), "nba_dpo", "dpo-killed")
+    scratch = scratch_dir("dpo-killed")
     shutil.rmtree(scratch, ignore_errors=True)
     import ray
 

@@ -58,6 +58,11 @@ def worker_path(path: str) -> str:
     return str(Path(path).resolve()) if Path(path).exists() else path
 
 
+def scratch_dir(run_name: str) -> Path:
+    """Per-run local folder of a worker loop: HF checkpoints (under hf/) and the failure hook's markers."""
+    return Path(tempfile.gettempdir(), "nba_dpo", run_name)
+
+
 def hf_args(cfg: DictConfig, output_dir: str) -> dict:
     """Keyword arguments shared by SFTConfig and DPOConfig."""
     t = cfg.train

@@ -6,7 +6,6 @@ reference copy (`reference=model`). LoRA uses the base with adapters disabled as
 """
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 
@@ -16,7 +15,8 @@ from trl import DPOTrainer
 
 from nba_dpo.errors import UserError
 from nba_dpo.training.common import (export_final_model, fit_and_report, hf_args, init_worker,
-                                     load_model_for_training, lora_config, run_trainer, worker_path)
+                                     load_model_for_training, lora_config, run_trainer, scratch_dir,
+                                     worker_path)
 
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 
@@ -53,7 +53,7 @@ def _dpo_loop(config: dict) -> None:
     mode = config["reference"]
     columns = ["prompt", "chosen", "rejected"] + (list(REF_COLUMNS) if mode == "stored" else [])
     train = datasets.Dataset.from_list([{c: r[c] for c in columns} for r in config["rows"]])
-    scratch = Path(tempfile.gettempdir(), "nba_dpo", config["run_name"])
+    scratch = scratch_dir(config["run_name"])
     args = DPOConfig(**hf_args(cfg, str(scratch / "hf")), beta=t.beta, loss_type=list(t.loss_type),
                      loss_weights=list(t.loss_weights) if t.loss_weights else None, label_smoothing=t.label_smoothing,
                      max_length=cfg.model.max_length, precompute_ref_log_probs=mode in ("stored", "precompute"),

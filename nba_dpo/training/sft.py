@@ -1,7 +1,6 @@
 """Supervised fine-tuning recipe: Ray Train workers each running TRL's SFTTrainer (loss on the completion only)."""
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 
@@ -13,7 +12,8 @@ from trl import SFTTrainer
 from nba_dpo.data.dataset import completion_text
 from nba_dpo.models.prompts import build_prompt
 from nba_dpo.training.common import (export_final_model, fit_and_report, hf_args, init_worker,
-                                     load_model_for_training, lora_config, run_trainer, worker_path)
+                                     load_model_for_training, lora_config, run_trainer, scratch_dir,
+                                     worker_path)
 
 
 def ensure_base_model(cfg: DictConfig) -> str:
@@ -55,7 +55,7 @@ def _sft_loop(config: dict) -> None:
     init_worker(cfg)
     tokenizer = AutoTokenizer.from_pretrained(config["model_path"])
     model = load_model_for_training(cfg, config["model_path"])
-    scratch = Path(tempfile.gettempdir(), "nba_dpo", config["run_name"])
+    scratch = scratch_dir(config["run_name"])
     args = SFTConfig(**hf_args(cfg, str(scratch / "hf")), max_length=cfg.model.max_length,
                      completion_only_loss=True, packing=False, dataset_num_proc=None)
     trainer = (SFTTrainer if cfg.cluster.use_gpu else CPUSFTTrainer)(
