@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM
 
 from nba_dpo.config import validate
 from nba_dpo.generation.run import generate_preferences
-from nba_dpo.training.common import scratch_dir
+from nba_dpo.training.common import ray_run_name, scratch_dir
 from nba_dpo.training.dpo import train_dpo
 from tests.conftest import ROOT, TINY_DATA, TINY_MODEL, compose_cfg
 
@@ -27,12 +27,16 @@ def pairs(tiny_artifacts):
     return Path(cfg.generate.output_dir) / "pairs" / "train.parquet"
 
 
+def dpo_cfg(artifacts: Path, pairs: Path, name: str, *overrides: str):
+    return validate(compose_cfg("train_dpo", [f"paths.artifacts={artifacts}", f"run_name={name}", f"train.pairs={pairs}",
+                                              "train.max_steps=4", "train.save_steps=2", "train.logging_steps=1",
+                                              "train.per_device_batch_size=4",
+                                              f"train.output_dir=${{paths.artifacts}}/models/dpo_{name}"]
+                                + TINY_MODEL + list(overrides)))
+
+
 def dpo(artifacts: Path, pairs: Path, name: str, *overrides: str):
-    cfg = validate(compose_cfg("train_dpo", [f"paths.artifacts={artifacts}", f"run_name={name}", f"train.pairs={pairs}",
-                                             "train.max_steps=4", "train.save_steps=2", "train.logging_steps=1",
-                                             "train.per_device_batch_size=4",
-                                             f"train.output_dir=${{paths.artifacts}}/models/dpo_{name}"]
-                               + TINY_MODEL + list(overrides)))
+    cfg = dpo_cfg(artifacts, pairs, name, *overrides)
     return cfg, train_dpo(cfg)
 
 
@@ -46,7 +50,7 @@ def test_dpo_deepspeed(tiny_artifacts, pairs, stage, method):
     folder = Path(cfg.train.output_dir)
     assert not (folder / "adapter_config.json").exists()
     AutoModelForCausalLM.from_pretrained(folder)
-    assert list((Path(cfg.paths.artifacts) / "ray_results" / f"dpo-{stage}_{method}").glob("checkpoint_*"))
+    assert list((Path(cfg.paths.artifacts) / "ray_results").glob(f"dpo-{stage}_{method}-*/checkpoint_*"))
 
 
 def test_stored_reference_loads_no_reference_model(tiny_artifacts, pairs):
@@ -78,14 +82,15 @@ def test_stored_reference_loads_no_reference_model(tiny_artifacts, pairs):
 
 
 def test_killed_worker_resumes(tiny_artifacts, pairs, monkeypatch):
-    scratch = scratch_dir("dpo-killed")
+    cfg = dpo_cfg(tiny_artifacts, pairs, "killed", "train.max_steps=6")
+    scratch = scratch_dir(ray_run_name("dpo", cfg))
     shutil.rmtree(scratch, ignore_errors=True)
     import ray
 
     monkeypatch.setenv("NBA_DPO_FAIL_AT_STEP", "2")
     ray.shutdown()  # workers take their environment from ray.init
     try:
-        cfg, out = dpo(tiny_artifacts, pairs, "killed", "train.max_steps=6")
+        out = train_dpo(cfg)
     finally:
         ray.shutdown()
     assert (scratch / "injected_failure_fired").read_text() == "3"  # killed after step 3, checkpoint at 2

@@ -61,6 +61,16 @@ def test_schema_prompt_for_real_models(tmp_path):
     assert "CREATE TABLE teams" in prompt and prompt.index("<|system|>") < prompt.index("<|user|>")
 
 
+def test_ray_run_name_follows_the_training_config():
+    """A rerun with the same config resumes the same Ray Train run; another config never picks up its checkpoints."""
+    from nba_dpo.training.common import ray_run_name
+
+    name = lambda *o: ray_run_name("dpo", compose_cfg("train_dpo", ["run_name=x", *o]))  # noqa: E731
+    assert name() == name() and name().startswith("dpo-x-")
+    assert len({name(), name("train.learning_rate=1e-3"), name("train.output_dir=/tmp/other"),
+                name("deepspeed=zero3")}) == 4
+
+
 def test_qlora_on_cpu_stops_before_ray(tmp_path):
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "jobs.sft", "train=sft_qlora", f"paths.artifacts={tmp_path}"],

@@ -26,7 +26,7 @@ def test_sft_full_zero2(tiny_artifacts):
     assert out["steps"] == 6 and out["final_loss"] < out["first_loss"]
     model = AutoModelForCausalLM.from_pretrained(cfg.train.output_dir)
     assert model.config.num_hidden_layers == 2
-    assert list(Path(cfg.paths.artifacts, "ray_results", "sft-zero2").glob("checkpoint_*"))  # via ray.train.report
+    assert list(Path(cfg.paths.artifacts, "ray_results").glob("sft-zero2-*/checkpoint_*"))  # via ray.train.report
 
 
 def test_sft_lora_merged(tiny_artifacts, monkeypatch):

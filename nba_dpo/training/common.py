@@ -1,6 +1,7 @@
 """What the SFT and DPO recipes share: model loading for training, HF arguments, Ray Train plumbing."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -89,16 +90,15 @@ def init_worker(cfg: DictConfig) -> None:
         deepspeed.init_distributed(dist_backend="nccl" if cfg.cluster.use_gpu else "gloo")
 
 
-def resume_dir() -> str | None:
-    """The HF checkpoint inside Ray Train's latest checkpoint, when this run is a restart."""
+def resume_dir(local: str) -> str | None:
+    """The HF checkpoint inside Ray Train's latest checkpoint, copied into `local`, when this run is a restart."""
     import ray.train
 
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
         return None
-    local = Path(tempfile.mkdtemp(prefix="nba_dpo_resume_"))
-    checkpoint.to_directory(str(local))
-    hf = local / "checkpoint"
+    checkpoint.to_directory(local)
+    hf = Path(local, "checkpoint")
     return str(hf) if hf.is_dir() else None
 
 
@@ -110,10 +110,11 @@ def fit_and_report(trainer, cfg: DictConfig, tokenizer, scratch: Path) -> None:
     for callback in (RayTrainReportCallback(), InjectedFailure(str(scratch)), timer):
         trainer.add_callback(callback)
     trainer = prepare_trainer(trainer)
-    resume = resume_dir()
-    if resume is None:  # a fresh start: HF checkpoints another run left here must not be reported as this run's
-        shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
-    trainer.train(resume_from_checkpoint=resume)
+    with tempfile.TemporaryDirectory(prefix="nba_dpo_resume_") as local:
+        resume = resume_dir(local)
+        if resume is None:  # a fresh start: HF checkpoints another run left here must not be reported as this run's
+            shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
+        trainer.train(resume_from_checkpoint=resume)
     report_final_model(trainer, cfg, tokenizer, timer.step_s())
 
 
@@ -136,25 +137,33 @@ def report_final_model(trainer, cfg: DictConfig, tokenizer, step_s: float | None
     import ray.train
     from ray.train import Checkpoint
 
-    out = Path(tempfile.mkdtemp(prefix="nba_dpo_final_"))
-    final = out / FINAL_MODEL_DIR
-    trainer.save_model(str(final))  # a collective under ZeRO-3: every rank calls it, rank 0 writes
     metrics = {k: v for log in trainer.state.log_history for k, v in log.items() if isinstance(v, (int, float))}
     metrics["global_step"] = trainer.state.global_step
     metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # this worker's process
     if step_s is not None:
         metrics["step_s"] = step_s
-    if ray.train.get_context().get_world_rank() != 0:
-        ray.train.report(metrics, checkpoint=None)
-        return
-    tokenizer.save_pretrained(final)
-    (out / "log_history.json").write_text(json.dumps(trainer.state.log_history))
-    ray.train.report(metrics, checkpoint=Checkpoint.from_directory(str(out)))
+    with tempfile.TemporaryDirectory(prefix="nba_dpo_final_") as out:  # report uploads it to storage before returning
+        final = Path(out, FINAL_MODEL_DIR)
+        trainer.save_model(str(final))  # a collective under ZeRO-3: every rank calls it, rank 0 writes
+        if ray.train.get_context().get_world_rank() != 0:
+            ray.train.report(metrics, checkpoint=None)
+            return
+        tokenizer.save_pretrained(final)
+        Path(out, "log_history.json").write_text(json.dumps(trainer.state.log_history))
+        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(out))
+
+
+def ray_run_name(stage: str, cfg: DictConfig) -> str:
+    """`<stage>-<run_name>-<fingerprint>`: a rerun with the same training config resumes from the run's last
+    checkpoint, while a changed config (another learning rate, model or output folder) starts its own run."""
+    keys = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("train", "model", "deepspeed", "cluster")}
+    fingerprint = hashlib.sha1(json.dumps({**keys, "seed": cfg.seed}, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{stage}-{cfg.run_name}-{fingerprint}"
 
 
 def run_trainer(loop: Callable[[dict], None], loop_config: dict, cfg: DictConfig, run_name: str,
                 max_failures: int = 0):
-    """Run `loop` on cluster.num_workers Ray Train workers; a rerun with the same run folder resumes."""
+    """Run `loop` on cluster.num_workers Ray Train workers; a rerun with the same run name resumes."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 

@@ -15,7 +15,7 @@ from trl import DPOTrainer
 
 from nba_dpo.errors import UserError
 from nba_dpo.training.common import (export_final_model, fit_and_report, hf_args, init_worker,
-                                     load_model_for_training, lora_config, run_trainer, scratch_dir,
+                                     load_model_for_training, lora_config, ray_run_name, run_trainer, scratch_dir,
                                      worker_path)
 
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
@@ -77,7 +77,7 @@ def train_dpo(cfg: DictConfig) -> dict:
         raise UserError(f"{t.pairs} holds no pairs: see prefs/summary.json for why prompts gave none")
     mode = reference_mode(cfg, rows)
     start_ray(cfg.cluster)
-    run_name = f"dpo-{cfg.run_name}"
+    run_name = ray_run_name("dpo", cfg)
     print(f"[train_dpo] {len(rows)} pairs, {t.method} DPO of {t.base_model} on {cfg.cluster.num_workers} Ray Train "
           f"workers, deepspeed stage {cfg.deepspeed.stage}, loss {list(t.loss_type)}, beta {t.beta}, reference {mode}")
     result = run_trainer(_dpo_loop, {"rows": rows, "model_path": worker_path(t.base_model), "run_name": run_name,

@@ -12,7 +12,7 @@ from trl import SFTTrainer
 from nba_dpo.data.dataset import completion_text
 from nba_dpo.models.prompts import build_prompt
 from nba_dpo.training.common import (export_final_model, fit_and_report, hf_args, init_worker,
-                                     load_model_for_training, lora_config, run_trainer, scratch_dir,
+                                     load_model_for_training, lora_config, ray_run_name, run_trainer, scratch_dir,
                                      worker_path)
 
 
@@ -76,7 +76,7 @@ def train_sft(cfg: DictConfig) -> dict:
     rows = pq.read_table(Path(cfg.paths.data) / "sft" / "train.parquet").to_pylist()
     examples = prompt_completion_rows(rows, tokenizer, cfg.model.include_schema)
     start_ray(cfg.cluster)
-    run_name = f"sft-{cfg.run_name}"
+    run_name = ray_run_name("sft", cfg)
     print(f"[sft] {len(examples)} examples, {cfg.train.method} fine-tuning of {base} on {cfg.cluster.num_workers} "
           f"Ray Train workers, deepspeed stage {cfg.deepspeed.stage}")
     result = run_trainer(_sft_loop, {"rows": examples, "model_path": worker_path(base), "run_name": run_name}, cfg,
