@@ -26,7 +26,7 @@ def run(args, name: str, *overrides: str) -> dict:
     ray.shutdown()  # every backend starts from a fresh Ray, as a job would
     prompts = load_prompts(cfg)
     start = time.perf_counter()
-    cands = generate_candidates(cfg, prompts)
+    cands, _ = generate_candidates(cfg, prompts)
     seconds = time.perf_counter() - start
     tokens = sum(c["n_tokens"] for c in cands)
     result = {"seconds": round(seconds, 1), "tokens": tokens, "tokens_per_s": round(tokens / seconds, 1),

@@ -97,6 +97,7 @@ def test_resume_skips_finished_prompts(tiny_artifacts):
     assert {p: p.stat().st_mtime_ns for p in parts[:-1]} == mtimes  # finished chunks untouched
     check_complete(out)
     assert summary["candidates"] == N_PROMPTS * N_SAMPLES
+    assert summary["resumed_candidates"] == (len(parts) - 1) * 8 * N_SAMPLES  # speed counts the one redone chunk
 
 
 def test_reward_model_path(tiny_artifacts):

@@ -16,7 +16,7 @@ import torch
 class HFGenerator:
     def __init__(self, model_path: str, max_new_tokens: int, greedy: bool = True, num_samples: int = 0,
                  temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, dtype: str = "float32",
-                 threads: int = 1):
+                 threads: int = 1, sample_chunk: int = 16, kv_cache: str = "static"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         torch.set_num_threads(threads)
@@ -26,12 +26,15 @@ class HFGenerator:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).eval()
         self.max_new_tokens, self.greedy, self.num_samples = max_new_tokens, greedy, num_samples
-        self.temperature, self.top_p, self.seed = temperature, top_p, seed
+        self.temperature, self.top_p, self.seed, self.sample_chunk = temperature, top_p, seed, sample_chunk
+        # static: preallocated; the default dynamic cache re-concatenates itself at every step, which took half the
+        # time of sampling 512 sequences on CPU (benchmarks/bench_eval_sampling.py)
+        self.kv_cache = None if kv_cache == "dynamic" else kv_cache
 
     def _generate(self, prompts: list[str], **kwargs) -> tuple[list[str], list[int]]:
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.inference_mode():
-            out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens,
+            out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, cache_implementation=self.kv_cache,
                                       pad_token_id=self.tokenizer.pad_token_id,
                                       eos_token_id=self.tokenizer.eos_token_id, **kwargs)
         new = out[:, enc["input_ids"].shape[1]:]
@@ -50,13 +53,21 @@ class HFGenerator:
         if self.num_samples:
             key = f"{self.seed}:{batch['id'][0]}:{len(prompts)}".encode()
             torch.manual_seed(int(hashlib.sha1(key).hexdigest()[:8], 16))
-            texts, lengths = self._generate(prompts, do_sample=True, temperature=self.temperature, top_p=self.top_p,
-                                            num_return_sequences=self.num_samples)
+            # Prompts are sampled a chunk at a time, those with the shortest greedy answers together (when there are
+            # greedy answers): a generate call runs until its longest sequence ends, so a chunk of short answers
+            # stops early instead of waiting for the batch's longest.
+            order = np.argsort(out["n_tokens"], kind="stable") if self.greedy else np.arange(len(prompts))
+            samples, sample_tokens = [None] * len(prompts), [None] * len(prompts)
             n = self.num_samples
-            out["samples"] = np.array([texts[i * n:(i + 1) * n] for i in range(len(prompts))] + [None],
-                                      dtype=object)[:-1]
-            out["sample_tokens"] = np.array([lengths[i * n:(i + 1) * n] for i in range(len(prompts))] + [None],
-                                            dtype=object)[:-1]
+            for start in range(0, len(prompts), self.sample_chunk):
+                chunk = order[start:start + self.sample_chunk]
+                texts, lengths = self._generate([prompts[i] for i in chunk], do_sample=True,
+                                                temperature=self.temperature, top_p=self.top_p,
+                                                num_return_sequences=n)
+                for j, i in enumerate(chunk):
+                    samples[i], sample_tokens[i] = texts[j * n:(j + 1) * n], lengths[j * n:(j + 1) * n]
+            out["samples"] = np.array(samples + [None], dtype=object)[:-1]
+            out["sample_tokens"] = np.array(sample_tokens + [None], dtype=object)[:-1]
         return out
 
 

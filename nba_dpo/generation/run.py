@@ -70,7 +70,7 @@ def _candidate_dataset(cfg: DictConfig, prompts: list[dict]):
                             fn_constructor_kwargs=dict(model_path=g.model_path, max_new_tokens=g.max_new_tokens,
                                                        greedy=False, num_samples=g.num_samples,
                                                        temperature=g.temperature, top_p=g.top_p, seed=g.seed,
-                                                       dtype=cfg.model.dtype))
+                                                       dtype=cfg.model.dtype, sample_chunk=g.batch_size))
     ds = ds.map_batches(ExecutionVerifier, batch_size=256, concurrency=1, num_cpus=0.25,
                         fn_constructor_kwargs=dict(db_path=cfg.data.db_path, timeout_s=s.sql_timeout_s))
     if s.reward_model:
@@ -101,8 +101,8 @@ def _candidate_row(r: dict, prompt: dict, weights: DictConfig) -> dict:
     return row
 
 
-def generate_candidates(cfg: DictConfig, prompts: list[dict]) -> list[dict]:
-    """Candidates for every prompt, reusing the part files a previous run completed."""
+def generate_candidates(cfg: DictConfig, prompts: list[dict]) -> tuple[list[dict], int]:
+    """Candidates for every prompt, reusing the part files a previous run completed; and how many rows it reused."""
     g = cfg.generate
     cand_dir = Path(g.output_dir) / "candidates"
     done = [pq.read_table(f, schema=CANDIDATE_SCHEMA).to_pylist() for f in sorted(cand_dir.glob("part-*.parquet"))]
@@ -112,7 +112,8 @@ def generate_candidates(cfg: DictConfig, prompts: list[dict]) -> list[dict]:
     if finished:
         print(f"[generate] resuming: {len(finished)} prompts already have candidates, {len(todo)} to go")
     if not todo:
-        return rows
+        return rows, len(rows)
+    reused = len(rows)
     from nba_dpo.cluster import start_ray
 
     start_ray(cfg.cluster)
@@ -140,7 +141,7 @@ def generate_candidates(cfg: DictConfig, prompts: list[dict]) -> list[dict]:
     if complete:
         write_parquet(complete, cand_dir / f"part-{part:05d}.parquet", schema=CANDIDATE_SCHEMA)
         rows += complete
-    return rows
+    return rows, reused
 
 
 def _split_of(prompt_id: str, seed: int, test_fraction: float) -> str:
@@ -171,7 +172,7 @@ def generate_preferences(cfg: DictConfig) -> dict:
     (out / "summary.json").unlink(missing_ok=True)
     start = time.perf_counter()
     prompts = load_prompts(cfg)
-    candidates = generate_candidates(cfg, prompts)
+    candidates, reused = generate_candidates(cfg, prompts)
     gen_seconds = time.perf_counter() - start
     verifier = ExecutionVerifier(cfg.data.db_path, cfg.score.sql_timeout_s)
     pairs, reasons = make_pairs(prompts, candidates, cfg.pairs, verifier, seed=cfg.seed)
@@ -183,17 +184,20 @@ def generate_preferences(cfg: DictConfig) -> dict:
              for name in ("train", "test")}
     for name, rows in split.items():
         write_parquet(rows, out / "pairs" / f"{name}.parquet", schema=PAIR_SCHEMA)
-    summary = summarize(prompts, candidates, pairs, reasons, split, gen_seconds, time.perf_counter() - start)
+    summary = summarize(prompts, candidates, reused, pairs, reasons, split, gen_seconds,
+                        time.perf_counter() - start)
     write_json(summary, out / "summary.json")
     return summary
 
 
-def summarize(prompts, candidates, pairs, reasons, split, gen_seconds, seconds) -> dict:
+def summarize(prompts, candidates, reused, pairs, reasons, split, gen_seconds, seconds) -> dict:
+    """The stage's closing numbers; tokens/s counts only the candidates this run generated (not resumed ones)."""
     by_diff = defaultdict(list)
     for c in candidates:
         by_diff[c["difficulty"]].append(c["correct"])
     per_prompt = Counter(p["prompt_id"] for p in pairs)
     tokens = sum(c["n_tokens"] for c in candidates)
+    fresh_tokens = sum(c["n_tokens"] for c in candidates[reused:])
     return {
         "prompts": len(prompts), "candidates": len(candidates),
         "errors": sum(1 for c in candidates if c["error"] and c["error"].startswith(("generation", "missing"))),
@@ -203,5 +207,6 @@ def summarize(prompts, candidates, pairs, reasons, split, gen_seconds, seconds) 
                   "prompts_with_pairs": len(per_prompt),
                   "per_prompt": len(pairs) / max(1, len(prompts)),
                   "by_strategy": dict(Counter(p["strategy"].split(":")[0] for p in pairs))},
-        "no_pair_reasons": dict(reasons), "generated_tokens": tokens,
-        "tokens_per_s": tokens / gen_seconds if gen_seconds > 0 else None, "seconds": round(seconds, 1)}
+        "no_pair_reasons": dict(reasons), "generated_tokens": tokens, "resumed_candidates": reused,
+        "tokens_per_s": fresh_tokens / gen_seconds if fresh_tokens and gen_seconds > 0 else None,
+        "seconds": round(seconds, 1)}

@@ -1,0 +1,64 @@
+"""Sampling throughput of the hf backend (pass@k evaluation): KV cache and chunking, in one process, one run.
+
+    python benchmarks/bench_eval_sampling.py --artifacts artifacts/demo [--questions 128] [--samples 8]
+
+Each setting runs HFGenerator (greedy + num_samples sampled completions per question, one thread) on the same test
+questions: the old default (dynamic KV cache, the whole batch sampled in one call) is the baseline. Prints
+tokens/s and the ratio to the baseline, and writes benchmarks/results/eval_sampling.json.
+"""
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from transformers import AutoTokenizer
+
+from nba_dpo.generation.hf import HFGenerator
+from nba_dpo.models.prompts import build_prompt
+
+SETTINGS = {  # name: (kv_cache, sample_chunk); a chunk as large as the batch means one call, unsorted
+    "dynamic_one_call": ("dynamic", None),
+    "static_one_call": ("static", None),
+    "static_sorted_chunks_16": ("static", 16),
+    "static_sorted_chunks_8": ("static", 8),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--artifacts", required=True, help="a folder with data/ and models/sft from the demo")
+    ap.add_argument("--questions", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=64, help="questions per actor call (eval.batch_size)")
+    ap.add_argument("--samples", type=int, default=8)
+    args = ap.parse_args()
+    model = f"{args.artifacts}/models/sft"
+    tok = AutoTokenizer.from_pretrained(model)
+    rows = pq.read_table(f"{args.artifacts}/data/sft/test.parquet").to_pylist()[:args.questions]
+    prompts = np.array([build_prompt(tok, r["question"], None, False) for r in rows], dtype=object)
+    ids = np.array([r["id"] for r in rows], dtype=object)
+    results = {}
+    for name, (cache, chunk) in SETTINGS.items():
+        gen = HFGenerator(model, max_new_tokens=160, greedy=True, num_samples=args.samples, seed=0,
+                          sample_chunk=chunk or args.batch_size, kv_cache=cache)
+        start, tokens = time.perf_counter(), 0
+        for i in range(0, len(prompts), args.batch_size):
+            out = gen({"id": ids[i:i + args.batch_size], "prompt": prompts[i:i + args.batch_size]})
+            tokens += int(out["n_tokens"].sum()) + sum(int(np.sum(t)) for t in out["sample_tokens"])
+        seconds = time.perf_counter() - start
+        results[name] = {"seconds": round(seconds, 1), "tokens": tokens, "tokens_per_s": round(tokens / seconds, 1)}
+        print(f"{name}: {seconds:.1f}s, {tokens / seconds:.0f} tokens/s", flush=True)
+    base = results["dynamic_one_call"]["tokens_per_s"]
+    ratios = {f"{name}_vs_dynamic_one_call": round(r["tokens_per_s"] / base, 2) for name, r in results.items()
+              if name != "dynamic_one_call"}
+    print("ratios:", ratios)
+    out = Path(__file__).parent / "results" / "eval_sampling.json"
+    out.write_text(json.dumps({**results, "ratios": ratios, "setup": {
+        "questions": len(prompts), "batch_size": args.batch_size, "samples": args.samples, "threads": 1,
+        "model": model}}, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
