@@ -19,7 +19,8 @@ from nba_dpo.generation.run import generate_preferences
 def main(cfg: DictConfig) -> float:
     cfg = validate(per_sweep_point(cfg, "generate.output_dir"))
     s = generate_preferences(cfg)
-    speed = f"{s['tokens_per_s']:.0f} tokens/s" if s["tokens_per_s"] else f"{s['resumed_candidates']} candidates resumed"
+    speed = (f"{s['tokens_per_s']:.0f} tokens/s" if s["tokens_per_s"]
+             else f"{s['resumed_candidates']} candidates resumed")
     print(f"[generate] {s['prompts']} prompts, {s['candidates']} candidates ({s['errors']} errors), pass rate "
           f"{s['pass_rate']:.3f}; {s['pairs']['n']} pairs ({s['pairs']['per_prompt']:.2f} per prompt), no pair: "
           f"{s['no_pair_reasons']}; {speed}; {s['seconds']}s; outputs in "

@@ -109,11 +109,11 @@ def generate_candidates(cfg: DictConfig, prompts: list[dict]) -> tuple[list[dict
     rows = [r for part in done for r in part]
     finished = {r["prompt_id"] for r in rows}
     todo = [p for p in prompts if p["prompt_id"] not in finished]
+    reused = len(rows)
     if finished:
         print(f"[generate] resuming: {len(finished)} prompts already have candidates, {len(todo)} to go")
     if not todo:
-        return rows, len(rows)
-    reused = len(rows)
+        return rows, reused
     from nba_dpo.cluster import start_ray
 
     start_ray(cfg.cluster)
