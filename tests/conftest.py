@@ -51,3 +51,27 @@ def tiny_artifacts(tmp_path_factory):
                                    + TINY_TRAIN)))
     yield root
     ray.shutdown()
+
+
+# Tiny preference data: the hf backend on the tiny SFT model, 3 part files of 8 prompts x 4 samples.
+N_PROMPTS, N_SAMPLES, CHUNK = 24, 4, 8
+
+
+def gen_cfg(artifacts: Path, name: str, *overrides: str):
+    from nba_dpo.config import validate
+
+    return validate(compose_cfg("generate", [f"paths.artifacts={artifacts}", f"generate.limit={N_PROMPTS}",
+                                             f"generate.num_samples={N_SAMPLES}", "generate.max_new_tokens=48",
+                                             f"generate.batch_size={CHUNK}", f"generate.chunk_prompts={CHUNK}",
+                                             f"generate.output_dir=${{paths.artifacts}}/prefs_{name}"]
+                               + TINY_DATA + TINY_MODEL + list(overrides)))
+
+
+@pytest.fixture(scope="session")
+def tiny_prefs(tiny_artifacts):
+    """The generate stage's output (candidates, pairs with stored reference log-probs), once per session:
+    (config, summary). The generate tests check it; the DPO tests train on its pairs."""
+    from nba_dpo.generation.run import generate_preferences
+
+    cfg = gen_cfg(tiny_artifacts, "hf")
+    return cfg, generate_preferences(cfg)

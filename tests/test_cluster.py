@@ -3,6 +3,7 @@ head (started with `ray start --head`) succeeds and writes its outputs."""
 import os
 import re
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -57,10 +58,12 @@ def test_submit_to_local_head(tmp_path):
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # the job runs this venv's python
     port, dash, agent = free_port(), free_port(), free_port()
     temp = Path("/tmp") / f"rayhead{port}"  # short: Ray's socket paths are length-limited
-    subprocess.run([ray, "start", "--head", f"--port={port}", f"--dashboard-port={dash}", "--num-cpus=2",
-                    "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--temp-dir={temp}",
-                    f"--dashboard-agent-listen-port={agent}"],  # not the default 52365: other Rays may hold it
-                   env=env, check=True, capture_output=True)
+    # its own session: every process of this head (raylet, agents, client server) shares the process group
+    head = subprocess.Popen([ray, "start", "--head", f"--port={port}", f"--dashboard-port={dash}", "--num-cpus=2",
+                             "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--temp-dir={temp}",
+                             f"--dashboard-agent-listen-port={agent}"],  # not the default 52365: other Rays may hold it
+                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert head.wait(timeout=120) == 0, head.stderr.read()
     try:
         out = tmp_path / "out"
         env_submit = {**env, "RAY_ADDRESS": f"http://127.0.0.1:{dash}", "RAY": ray}
@@ -77,7 +80,12 @@ def test_submit_to_local_head(tmp_path):
 
         assert JobSubmissionClient(env_submit["RAY_ADDRESS"]).get_job_status(job_id) == JobStatus.SUCCEEDED
         assert (out / "data" / "manifest.json").exists() and (out / "data" / "sft" / "train.parquet").exists()
-    finally:  # only this head's processes: `ray stop` would also stop any other Ray on the machine
-        subprocess.run(["pkill", "-f", str(temp)], capture_output=True)
-        time.sleep(2)
-        subprocess.run(["pkill", "-9", "-f", str(temp)], capture_output=True)
+    finally:  # only this head's processes: `ray stop` would also stop any other Ray on the machine. Killing by
+        # command line missed the dashboard agent and client server, which then took ~40% of a core for the rest of
+        # the test session
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(head.pid, sig)
+            except ProcessLookupError:
+                break
+            time.sleep(2)

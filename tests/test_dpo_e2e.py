@@ -9,22 +9,17 @@ import pytest
 from transformers import AutoModelForCausalLM
 
 from nba_dpo.config import validate
-from nba_dpo.generation.run import generate_preferences
 from nba_dpo.training.common import ray_run_name, scratch_dir
 from nba_dpo.training.dpo import train_dpo
-from tests.conftest import ROOT, TINY_DATA, TINY_MODEL, compose_cfg
+from tests.conftest import ROOT, TINY_MODEL, compose_cfg
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def pairs(tiny_artifacts):
+def pairs(tiny_prefs):
     """Pairs with stored reference log-probs from the tiny SFT model."""
-    cfg = validate(compose_cfg("generate", [f"paths.artifacts={tiny_artifacts}", "generate.limit=32",
-                                            "generate.num_samples=4", "generate.max_new_tokens=48",
-                                            "generate.output_dir=${paths.artifacts}/prefs_dpo"] + TINY_DATA + TINY_MODEL))
-    generate_preferences(cfg)
-    return Path(cfg.generate.output_dir) / "pairs" / "train.parquet"
+    return Path(tiny_prefs[0].generate.output_dir) / "pairs" / "train.parquet"
 
 
 def dpo_cfg(artifacts: Path, pairs: Path, name: str, *overrides: str):

