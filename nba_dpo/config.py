@@ -133,6 +133,7 @@ class Eval:
     pass_k: list[int] = field(default_factory=lambda: [1, 8])
     temperature: float = 1.0
     top_p: float = 1.0
+    top_k: int = 50
     sql_timeout_s: float = 2.0
     predictions: Optional[str] = None
 
@@ -144,9 +145,11 @@ class Generate:
     ref_model_path: str = MISSING
     prompts: str = MISSING
     limit: Optional[int] = None
+    offset: int = 0
     num_samples: int = 8
     temperature: float = 1.0
     top_p: float = 1.0
+    top_k: int = 50
     max_new_tokens: int = 160
     seed: int = 0
     batch_size: int = 16

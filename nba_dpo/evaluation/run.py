@@ -87,7 +87,8 @@ def generate_and_score(cfg: DictConfig, rows: list[dict]) -> list[dict]:
     ds = ds.map_batches(HFGenerator, batch_size=e.batch_size, concurrency=e.num_shards, num_cpus=1,
                         fn_constructor_kwargs=dict(model_path=e.model_path, max_new_tokens=e.max_new_tokens,
                                                    greedy=True, num_samples=e.num_samples if e.num_samples > 1 else 0,
-                                                   temperature=e.temperature, top_p=e.top_p, seed=cfg.seed,
+                                                   temperature=e.temperature, top_p=e.top_p, top_k=e.top_k,
+                                                   seed=cfg.seed,
                                                    dtype=cfg.model.dtype))
     ds = ds.map_batches(ExecutionVerifier, batch_size=e.batch_size, concurrency=e.num_shards, num_cpus=0.1,
                         fn_constructor_kwargs=dict(db_path=cfg.data.db_path, timeout_s=e.sql_timeout_s))

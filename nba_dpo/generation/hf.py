@@ -15,8 +15,8 @@ import torch
 
 class HFGenerator:
     def __init__(self, model_path: str, max_new_tokens: int, greedy: bool = True, num_samples: int = 0,
-                 temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, dtype: str = "float32",
-                 threads: int = 1, sample_chunk: int = 16, kv_cache: str = "static"):
+                 temperature: float = 1.0, top_p: float = 1.0, top_k: int = 50, seed: int = 0,
+                 dtype: str = "float32", threads: int = 1, sample_chunk: int = 16, kv_cache: str = "static"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         torch.set_num_threads(threads)
@@ -26,7 +26,8 @@ class HFGenerator:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).eval()
         self.max_new_tokens, self.greedy, self.num_samples = max_new_tokens, greedy, num_samples
-        self.temperature, self.top_p, self.seed, self.sample_chunk = temperature, top_p, seed, sample_chunk
+        self.temperature, self.top_p, self.top_k = temperature, top_p, top_k
+        self.seed, self.sample_chunk = seed, sample_chunk
         # static: preallocated; the default dynamic cache re-concatenates itself at every step, which took half the
         # time of sampling 512 sequences on CPU (benchmarks/bench_eval_sampling.py)
         self.kv_cache = None if kv_cache == "dynamic" else kv_cache
@@ -62,7 +63,7 @@ class HFGenerator:
             for start in range(0, len(prompts), self.sample_chunk):
                 chunk = order[start:start + self.sample_chunk]
                 texts, lengths = self._generate([prompts[i] for i in chunk], do_sample=True,
-                                                temperature=self.temperature, top_p=self.top_p,
+                                                temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
                                                 num_return_sequences=n)
                 for j, i in enumerate(chunk):
                     samples[i], sample_tokens[i] = texts[j * n:(j + 1) * n], lengths[j * n:(j + 1) * n]

@@ -25,11 +25,12 @@ def build_vllm_candidates(g: DictConfig, use_gpu: bool):
         model_source=g.model_path, engine_kwargs=engine_kwargs, batch_size=g.batch_size, concurrency=g.concurrency,
         chat_template_stage=False, tokenize_stage=True, detokenize_stage=True, should_continue_on_error=True,
         log_engine_metrics=False, **extra)
-    max_tokens, temperature, top_p = g.max_new_tokens, g.temperature, g.top_p
+    max_tokens, temperature, top_p, top_k = g.max_new_tokens, g.temperature, g.top_p, g.top_k
     processor = build_processor(
         config,
         preprocess=lambda row: {**row, "sampling_params": {
-            "n": 1, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "seed": int(row["seed"]),
+            "n": 1, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "top_k": top_k,
+            "seed": int(row["seed"]),
             "skip_special_tokens": True}},
         postprocess=lambda row: {
             **{k: row[k] for k in ("id", "candidate_idx", "prompt", "sql")},
