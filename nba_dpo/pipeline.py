@@ -12,6 +12,7 @@ from typing import Callable
 
 from omegaconf import DictConfig
 
+from nba_dpo.config import compose
 from nba_dpo.errors import UserError
 from nba_dpo.evaluation.pipeline_report import write_pipeline_report
 from nba_dpo.io import write_json
@@ -61,10 +62,13 @@ def run_pipeline(cfg: DictConfig) -> dict:
         art / "eval" / "sft" / "metrics.json", "evaluate_sft")
     policy = art / "models" / "sft"
     rounds = []
+    # each round samples the next generate.limit prompts of the pool: fresh questions for the newer policy
+    limit = compose("generate", common + list(p.generate)).generate.limit
     for r in range(1, p.rounds + 1):
         suffix = "" if p.rounds == 1 else f"_r{r}"
         prefs, model = art / f"prefs{suffix}", art / "models" / f"dpo{suffix}"
-        run("generate", [f"generate.model_path={policy}", f"generate.output_dir={prefs}", *p.generate],
+        offset = [f"generate.offset={(r - 1) * limit}"] if limit else []
+        run("generate", [f"generate.model_path={policy}", f"generate.output_dir={prefs}", *offset, *p.generate],
             prefs / "summary.json", f"generate{suffix}")
         run("train_dpo", [f"train.base_model={policy}", f"train.pairs={prefs}/pairs/train.parquet",
                           f"train.eval_pairs={prefs}/pairs/test.parquet", f"train.output_dir={model}",

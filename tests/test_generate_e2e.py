@@ -123,3 +123,15 @@ def test_vllm_backend(tiny_artifacts):
     cands = check_complete(Path(cfg.generate.output_dir), CHUNK)
     assert summary["errors"] == 0 and sum(c["n_tokens"] for c in cands) > 0
     assert json.loads((Path(cfg.generate.output_dir) / "summary.json").read_text())["candidates"] == len(cands)
+
+
+def test_offset_takes_the_next_prompts_of_the_pool(tiny_artifacts):
+    """On-policy rounds sample fresh prompts: round k skips the (k - 1) x limit prompts of the earlier rounds."""
+    from nba_dpo.errors import UserError
+    from nba_dpo.generation.run import load_prompts
+
+    pool = pq.read_table(gen_cfg(tiny_artifacts, "offset").generate.prompts).column("id").to_pylist()
+    assert [p["prompt_id"] for p in load_prompts(gen_cfg(tiny_artifacts, "offset", "generate.offset=24"))] \
+        == pool[24:48]
+    with pytest.raises(UserError, match="none after generate.offset"):
+        load_prompts(gen_cfg(tiny_artifacts, "offset", f"generate.offset={len(pool)}"))

@@ -39,8 +39,11 @@ def load_prompts(cfg: DictConfig) -> list[dict]:
         if not Path(path).exists():
             raise UserError(f"{what} not found at {path}: run the earlier stages (build_data, sft) first")
     tokenizer = AutoTokenizer.from_pretrained(g.model_path)
-    rows = pq.read_table(g.prompts).to_pylist()
-    rows = rows[: g.limit] if g.limit else rows
+    pool = pq.read_table(g.prompts).to_pylist()
+    rows = pool[g.offset: g.offset + g.limit if g.limit else None]
+    if not rows:
+        raise UserError(f"{g.prompts} holds {len(pool)} prompts, none after generate.offset={g.offset}: lower "
+                        "generate.limit or pipeline.rounds")
     return [{"prompt_id": r["id"], "prompt": build_prompt(tokenizer, r["question"], r["schema"],
                                                           cfg.model.include_schema),
              "question": r["question"], "sql": r["sql"], "reasoning": r["reasoning"], "difficulty": r["difficulty"],
@@ -69,7 +72,8 @@ def _candidate_dataset(cfg: DictConfig, prompts: list[dict]):
         ds = ds.map_batches(HFCandidates, batch_size=g.batch_size, concurrency=g.concurrency, num_cpus=1,
                             fn_constructor_kwargs=dict(model_path=g.model_path, max_new_tokens=g.max_new_tokens,
                                                        greedy=False, num_samples=g.num_samples,
-                                                       temperature=g.temperature, top_p=g.top_p, seed=g.seed,
+                                                       temperature=g.temperature, top_p=g.top_p, top_k=g.top_k,
+                                                       seed=g.seed,
                                                        dtype=cfg.model.dtype, sample_chunk=g.batch_size))
     ds = ds.map_batches(ExecutionVerifier, batch_size=256, concurrency=1, num_cpus=0.25,
                         fn_constructor_kwargs=dict(db_path=cfg.data.db_path, timeout_s=s.sql_timeout_s))
