@@ -315,9 +315,13 @@ def _check_combinations(cfg: DictConfig) -> None:
 
 
 def compose(config_name: str = "config", overrides: list[str] | None = None) -> DictConfig:
-    """Compose a stage's config outside a Hydra app (tests, benchmarks, the pipeline), as the CLI would."""
+    """Compose a stage's config as the CLI would: from tests and benchmarks, or inside a running job (the pipeline
+    reads the generate stage's config), where Hydra is already initialised on the same conf/ folder."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
+    if GlobalHydra.instance().is_initialized():
+        return hydra_compose(config_name=config_name, overrides=overrides or [])
     with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=overrides or [])

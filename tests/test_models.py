@@ -102,3 +102,11 @@ def test_cpu_sft_trainer_loss_matches_trl(tmp_path):
         assert (batch["labels"] == -100).any() and (batch["labels"] != -100).any()  # prompt masked, completion kept
         losses.append(trainer.compute_loss(trainer.model, dict(batch)).item())
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+def test_compose_inside_a_running_hydra_job():
+    """jobs.pipeline composes the generate stage's config while its own @hydra.main holds Hydra initialised."""
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        assert compose_cfg("generate", ["generate.limit=7"]).generate.limit == 7
