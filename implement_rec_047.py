@@ -34,7 +34,7 @@ class ImplementCreateAndFinetuneWithPreferenceDatasets:
 
     def __init__(self, artifacts: str = "artifacts/rec047", tiny: bool = True, overrides: list[str] | None = None):
         self.artifacts, self.tiny, self.overrides = str(artifacts), tiny, list(overrides or [])
-        self.config = None
+        self.config, self.pipeline_overrides = None, None
 
     def _stage_overrides(self) -> dict[str, list[str]]:
         if not self.tiny:
@@ -57,10 +57,11 @@ class ImplementCreateAndFinetuneWithPreferenceDatasets:
                                   ("train_dpo", "train_dpo"), ("evaluate", "evaluate")):
             validate(compose(config_name, base + stages[name]))
         as_list = lambda items: "[" + ",".join(f"'{x}'" for x in items) + "]"  # noqa: E731  (quoted for Hydra)
-        pipeline = compose("pipeline", base + [f"pipeline.{k}={as_list(v)}" for k, v in stages.items()]
-                           + ["pipeline.eval_samples=4" if self.tiny else "pipeline.eval_samples=8"])
-        self.config = pipeline
-        return pipeline
+        # the same run from a shell: python -m jobs.pipeline <pipeline_overrides>
+        self.pipeline_overrides = base + [f"pipeline.{k}={as_list(v)}" for k, v in stages.items()] \
+            + ["pipeline.eval_samples=4" if self.tiny else "pipeline.eval_samples=8"]
+        self.config = compose("pipeline", self.pipeline_overrides)
+        return self.config
 
     def execute(self) -> dict:
         """Run the pipeline; {"success": bool, "summary": dict | None, "error": str | None}."""

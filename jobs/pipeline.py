@@ -1,7 +1,7 @@
 """The whole job: build_data -> sft -> evaluate(sft) -> [generate -> train_dpo -> evaluate(dpo)] x rounds -> report.
 
-Each stage runs as its own `python -m jobs.<stage>` (its own config, its own Ray) and is skipped when its outputs are
-complete, so a stopped run resumes where it ended.
+Each stage runs as its own `python -m jobs.<stage>` (its own config; one Ray cluster for all of them) and is skipped
+when its outputs are complete, so a stopped run resumes where it ended.
 
     python -m jobs.pipeline experiment=demo paths.artifacts=artifacts/demo
     python -m jobs.pipeline pipeline.rounds=2 'pipeline.train_dpo=[train.beta=0.3]'

@@ -1,12 +1,16 @@
 """The seed's entry point: setup() validates and returns the configuration; execute() runs the whole pipeline (tiny
-settings, real stages as subprocesses) and returns the summary; a second execute() skips every finished stage."""
+settings, real stages as subprocesses) and returns the summary; a second execute(), and `python -m jobs.pipeline` with
+the same overrides, skip every finished stage."""
 import json
+import subprocess
+import sys
 import time
 
 import pytest
 
 from implement_rec_047 import ImplementCreateAndFinetuneWithPreferenceDatasets
 from nba_dpo.errors import UserError
+from tests.conftest import ROOT
 
 
 def test_setup(tmp_path):
@@ -41,3 +45,9 @@ def test_execution(tmp_path):
     again = job.execute()
     assert again["success"] and time.monotonic() - start < 60
     assert again["summary"]["timings_s"] == s["timings_s"]
+    # and from the command line, where jobs.pipeline's @hydra.main holds Hydra while the pipeline composes configs
+    proc = subprocess.run([sys.executable, "-m", "jobs.pipeline", *job.pipeline_overrides], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count(", skipped") == 6
+    assert json.loads((report / "summary.json").read_text()) == json.loads(json.dumps(again["summary"]))
