@@ -1,9 +1,10 @@
-"""Sampling throughput of the hf backend (pass@k evaluation): KV cache and chunking, in one process, one run.
+"""Sampling throughput of the hf backend (pass@k evaluation): KV cache, chunking and sampler, in one process, one run.
 
     python benchmarks/bench_eval_sampling.py --artifacts artifacts/demo [--questions 128] [--samples 8]
 
 Each setting runs HFGenerator (greedy + num_samples sampled completions per question, one thread) on the same test
-questions: the old default (dynamic KV cache, the whole batch sampled in one call) is the baseline. Prints
+questions: the old default (dynamic KV cache, the whole batch sampled in one call) is the baseline, and the Gumbel
+sampler (the default) is also compared with transformers' multinomial sampling on the same cache and chunks. Prints
 tokens/s and the ratio to the baseline, and writes benchmarks/results/eval_sampling.json.
 """
 import argparse
@@ -18,11 +19,11 @@ from transformers import AutoTokenizer
 from nba_dpo.generation.hf import HFGenerator
 from nba_dpo.models.prompts import build_prompt
 
-SETTINGS = {  # name: (kv_cache, sample_chunk); a chunk as large as the batch means one call, unsorted
-    "dynamic_one_call": ("dynamic", None),
-    "static_one_call": ("static", None),
-    "static_sorted_chunks_16": ("static", 16),
-    "static_sorted_chunks_8": ("static", 8),
+SETTINGS = {  # name: (kv_cache, sample_chunk, sampler); a chunk as large as the batch means one call, unsorted
+    "dynamic_one_call": ("dynamic", None, "multinomial"),
+    "static_one_call": ("static", None, "multinomial"),
+    "static_sorted_chunks_16": ("static", 16, "multinomial"),
+    "static_sorted_chunks_16_gumbel": ("static", 16, "gumbel"),
 }
 
 
@@ -39,9 +40,9 @@ def main() -> None:
     prompts = np.array([build_prompt(tok, r["question"], None, False) for r in rows], dtype=object)
     ids = np.array([r["id"] for r in rows], dtype=object)
     results = {}
-    for name, (cache, chunk) in SETTINGS.items():
+    for name, (cache, chunk, sampler) in SETTINGS.items():
         gen = HFGenerator(model, max_new_tokens=160, greedy=True, num_samples=args.samples, seed=0,
-                          sample_chunk=chunk or args.batch_size, kv_cache=cache)
+                          sample_chunk=chunk or args.batch_size, kv_cache=cache, sampler=sampler)
         start, tokens = time.perf_counter(), 0
         for i in range(0, len(prompts), args.batch_size):
             out = gen({"id": ids[i:i + args.batch_size], "prompt": prompts[i:i + args.batch_size]})
@@ -52,6 +53,8 @@ def main() -> None:
     base = results["dynamic_one_call"]["tokens_per_s"]
     ratios = {f"{name}_vs_dynamic_one_call": round(r["tokens_per_s"] / base, 2) for name, r in results.items()
               if name != "dynamic_one_call"}
+    ratios["gumbel_vs_multinomial"] = round(results["static_sorted_chunks_16_gumbel"]["tokens_per_s"]
+                                            / results["static_sorted_chunks_16"]["tokens_per_s"], 2)
     print("ratios:", ratios)
     out = Path(__file__).parent / "results" / "eval_sampling.json"
     out.write_text(json.dumps({**results, "ratios": ratios, "setup": {
