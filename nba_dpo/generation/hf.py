@@ -3,6 +3,8 @@
 Each actor loads the model once. A batch comes in with a `prompt` column; out come `completion` (greedy, when
 asked), `samples` (num_samples sampled completions, when asked) and their token counts. Sampling is seeded per
 batch from the seed and the batch's first prompt id, so a rerun with the same config gives the same samples.
+Sampling is greedy decoding over Gumbel-noised top-k logits (`GumbelTopKSampler`): transformers' distribution at a
+fraction of `torch.multinomial`'s cost on CPU.
 """
 from __future__ import annotations
 
