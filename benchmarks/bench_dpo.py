@@ -121,10 +121,9 @@ def main() -> None:
 
     if args.only in (None, "overhead"):
         pairs = with_ref_logps(sft, rows[: args.steps * args.batch * 2], work / "pairs_sft.parquet")
-        ray_ds = ours(work, sft, pairs, "ray_zero2", "deepspeed=zero2", "train.reference=stored",
-                      f"train.max_steps={args.steps}", f"train.per_device_batch_size={args.batch}")
-        ray_ddp = ours(work, sft, pairs, "ray_ddp", "deepspeed=none", "train.reference=stored",  # the CPU default
-                       f"train.max_steps={args.steps}", f"train.per_device_batch_size={args.batch}")
+        steps = ["train.reference=stored", f"train.max_steps={args.steps}", f"train.per_device_batch_size={args.batch}"]
+        ray_ds = ours(work, sft, pairs, "ray_zero2", "deepspeed=zero2", *steps)
+        ray_ddp = ours(work, sft, pairs, "ray_ddp", "deepspeed=none", *steps)  # the CPU default
         # the same global batch on both cores, and one worker's share of it on one core (pure Ray + DeepSpeed cost)
         bare = bare_trl(sft, pairs, 2 * args.batch, args.steps, threads=2)
         per_worker = bare_trl(sft, pairs, args.batch, args.steps, threads=1)

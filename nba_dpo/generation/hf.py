@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
 
 class HFGenerator:
@@ -21,8 +21,6 @@ class HFGenerator:
                  temperature: float = 1.0, top_p: float = 1.0, top_k: int = 50, seed: int = 0,
                  dtype: str = "float32", threads: int = 1, sample_chunk: int = 16, kv_cache: str = "static",
                  sampler: str = "gumbel"):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         torch.set_num_threads(threads)
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.tokenizer.padding_side = "left"
@@ -37,8 +35,10 @@ class HFGenerator:
         self.kv_cache = None if kv_cache == "dynamic" else kv_cache
         self.sampler = sampler  # "gumbel" (GumbelTopKSampler) or "multinomial" (transformers' own sampling)
 
-    def _generate(self, prompts: list[str], **kwargs) -> tuple[list[str], list[int]]:
+    def _generate(self, prompts: list[str], copies: int = 1, **kwargs) -> tuple[list[str], list[int]]:
+        """Completions of each prompt `copies` times, prompt-major (as generate's num_return_sequences orders them)."""
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = {k: v.repeat_interleave(copies, dim=0) for k, v in enc.items()}
         with torch.inference_mode():
             out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, cache_implementation=self.kv_cache,
                                       pad_token_id=self.tokenizer.pad_token_id,
@@ -55,8 +55,7 @@ class HFGenerator:
             return self._generate(prompts, do_sample=True, temperature=self.temperature, top_p=self.top_p,
                                   top_k=self.top_k, num_return_sequences=n)
         sampler = GumbelTopKSampler(self.temperature, self.top_k, self.top_p)
-        return self._generate([p for p in prompts for _ in range(n)], do_sample=False,
-                              logits_processor=LogitsProcessorList([sampler]))
+        return self._generate(prompts, copies=n, do_sample=False, logits_processor=LogitsProcessorList([sampler]))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         maybe_fail_once()
