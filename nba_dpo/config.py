@@ -85,6 +85,7 @@ class Train:
     warmup_ratio: float = 0.0
     weight_decay: float = 0.0
     per_device_batch_size: int = 8
+    sampler: str = "random"        # random | batch_rebalance (SFT only)
     gradient_accumulation_steps: int = 1
     gradient_checkpointing: bool = False
     bf16: bool = False
@@ -258,6 +259,10 @@ def _check_combinations(cfg: DictConfig) -> None:
     if "train" in cfg:
         if cfg.train.method not in ("full", "lora", "qlora"):
             raise UserError(f"train.method must be full, lora or qlora, not {cfg.train.method!r}")
+        if cfg.train.sampler not in ("random", "batch_rebalance"):
+            raise UserError(f"train.sampler must be random or batch_rebalance, not {cfg.train.sampler!r}")
+        if cfg.train.kind == "dpo" and cfg.train.sampler != "random":
+            raise UserError("train.sampler=batch_rebalance is for SFT: TRL's DPO data carries no token lengths")
         if cfg.train.method == "qlora" and not cuda_available():
             raise UserError("QLoRA needs a CUDA GPU for bitsandbytes 4-bit weights; on this machine use "
                             f"train={cfg.train.kind}_lora instead")

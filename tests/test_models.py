@@ -110,3 +110,10 @@ def test_compose_inside_a_running_hydra_job():
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         assert compose_cfg("generate", ["generate.limit=7"]).generate.limit == 7
+
+
+@pytest.mark.parametrize("config,override,message", [("sft", "train.sampler=sorted", "train.sampler must be"),
+                                                      ("train_dpo", "+train.sampler=batch_rebalance", "is for SFT")])
+def test_bad_sampler_is_one_clear_error(config, override, message):
+    with pytest.raises(UserError, match=message):
+        validate(compose_cfg(config, [override]))

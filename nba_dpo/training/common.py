@@ -71,7 +71,8 @@ def hf_args(cfg: DictConfig, output_dir: str) -> dict:
     return dict(
         output_dir=output_dir, num_train_epochs=t.epochs, max_steps=t.max_steps, learning_rate=t.learning_rate,
         lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_ratio, weight_decay=t.weight_decay,
-        per_device_train_batch_size=t.per_device_batch_size, gradient_accumulation_steps=t.gradient_accumulation_steps,
+        per_device_train_batch_size=t.per_device_batch_size, train_sampling_strategy=t.sampler,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
         gradient_checkpointing=t.gradient_checkpointing, bf16=t.bf16, use_cpu=use_cpu,
         ddp_backend="gloo" if use_cpu else None, ddp_find_unused_parameters=False, logging_steps=t.logging_steps, save_strategy="steps",
         save_steps=t.save_steps, save_total_limit=2, report_to=["tensorboard"], seed=cfg.seed,

@@ -84,5 +84,6 @@ def train_sft(cfg: DictConfig) -> dict:
     exported = export_final_model(result, cfg, base)
     losses = [h["loss"] for h in exported["log_history"] if "loss" in h]
     return {"final_loss": losses[-1] if losses else None, "first_loss": losses[0] if losses else None,
-            "steps": exported["metrics"].get("global_step"), "seconds": round(time.perf_counter() - start, 1),
+            "steps": exported["metrics"].get("global_step"), "step_s": exported["metrics"].get("step_s"),
+            "seconds": round(time.perf_counter() - start, 1),
             "output_dir": cfg.train.output_dir}
