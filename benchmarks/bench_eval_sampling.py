@@ -1,11 +1,11 @@
-"""Sampling throughput of the hf backend (pass@k evaluation): KV cache, chunking and sampler, in one process, one run.
+"""Sampling throughput of the hf backend (pass@k evaluation): decoder and sampler, in one process, one run.
 
     python benchmarks/bench_eval_sampling.py --artifacts artifacts/demo [--questions 128] [--samples 8]
 
 Each setting runs HFGenerator (greedy + num_samples sampled completions per question, one thread) on the same test
-questions: the old default (dynamic KV cache, the whole batch sampled in one call) is the baseline, and the Gumbel
-sampler (the default) is also compared with transformers' multinomial sampling on the same cache and chunks. Prints
-tokens/s and the ratio to the baseline, and writes benchmarks/results/eval_sampling.json.
+questions and chunks: transformers' `generate` (static KV cache) with its multinomial sampling is the baseline; then
+`generate` with the Gumbel sampler; then the default, the compacting decoder (finished rows leave the batch) with the
+Gumbel sampler. Prints tokens/s and the ratios, and writes benchmarks/results/eval_sampling.json.
 """
 import argparse
 import json
@@ -19,11 +19,10 @@ from transformers import AutoTokenizer
 from nba_dpo.generation.hf import HFGenerator
 from nba_dpo.models.prompts import build_prompt
 
-SETTINGS = {  # name: (kv_cache, sample_chunk, sampler); a chunk as large as the batch means one call, unsorted
-    "dynamic_one_call": ("dynamic", None, "multinomial"),
-    "static_one_call": ("static", None, "multinomial"),
-    "static_sorted_chunks_16": ("static", 16, "multinomial"),
-    "static_sorted_chunks_16_gumbel": ("static", 16, "gumbel"),
+SETTINGS = {  # name: (decoder, sampler)
+    "generate_multinomial": ("generate", "multinomial"),
+    "generate_gumbel": ("generate", "gumbel"),
+    "compact_gumbel": ("compact", "gumbel"),
 }
 
 
@@ -40,9 +39,9 @@ def main() -> None:
     prompts = np.array([build_prompt(tok, r["question"], None, False) for r in rows], dtype=object)
     ids = np.array([r["id"] for r in rows], dtype=object)
     results = {}
-    for name, (cache, chunk, sampler) in SETTINGS.items():
+    for name, (decoder, sampler) in SETTINGS.items():
         gen = HFGenerator(model, max_new_tokens=160, greedy=True, num_samples=args.samples, seed=0,
-                          sample_chunk=chunk or args.batch_size, kv_cache=cache, sampler=sampler)
+                          decoder=decoder, sampler=sampler)
         start, tokens = time.perf_counter(), 0
         for i in range(0, len(prompts), args.batch_size):
             out = gen({"id": ids[i:i + args.batch_size], "prompt": prompts[i:i + args.batch_size]})
@@ -50,11 +49,11 @@ def main() -> None:
         seconds = time.perf_counter() - start
         results[name] = {"seconds": round(seconds, 1), "tokens": tokens, "tokens_per_s": round(tokens / seconds, 1)}
         print(f"{name}: {seconds:.1f}s, {tokens / seconds:.0f} tokens/s", flush=True)
-    base = results["dynamic_one_call"]["tokens_per_s"]
-    ratios = {f"{name}_vs_dynamic_one_call": round(r["tokens_per_s"] / base, 2) for name, r in results.items()
-              if name != "dynamic_one_call"}
-    ratios["gumbel_vs_multinomial"] = round(results["static_sorted_chunks_16_gumbel"]["tokens_per_s"]
-                                            / results["static_sorted_chunks_16"]["tokens_per_s"], 2)
+    speed = {name: r["tokens_per_s"] for name, r in results.items()}
+    ratios = {"compact_vs_generate": round(speed["compact_gumbel"] / speed["generate_gumbel"], 2),
+              "gumbel_vs_multinomial": round(speed["generate_gumbel"] / speed["generate_multinomial"], 2),
+              "compact_gumbel_vs_generate_multinomial": round(speed["compact_gumbel"] / speed["generate_multinomial"],
+                                                              2)}
     print("ratios:", ratios)
     out = Path(__file__).parent / "results" / "eval_sampling.json"
     out.write_text(json.dumps({**results, "ratios": ratios, "setup": {

@@ -18,3 +18,34 @@ def test_gumbel_sampler_matches_transformers_sampling(temperature, top_k, top_p)
     observed = torch.bincount(draws, minlength=64) / len(draws)
     assert torch.all(observed[expected == 0] == 0)  # nothing outside top-k / top-p is ever drawn
     assert torch.allclose(observed, expected, atol=0.01)  # 4 standard errors of a frequency at 40k draws
+
+
+def test_compacting_decoder_matches_generate():
+    """Greedy decoding that drops finished rows gives what transformers' generate gives, row for row, on a
+    left-padded batch whose rows end at different steps."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from nba_dpo.generation.hf import decode_compacting
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=2, num_key_value_heads=2,
+                                         initializer_range=0.3)).eval()  # large weights: position-sensitive
+    ids = torch.randint(3, 64, (16, 10))
+    mask = torch.ones_like(ids)
+    for row in range(16):
+        mask[row, :row % 5] = 0  # left padding of 0-4 tokens
+    ids[mask == 0] = 0
+    steps, pad = 24, 0
+    with torch.inference_mode():
+        free = model.generate(ids, attention_mask=mask, max_new_tokens=steps, do_sample=False, pad_token_id=pad,
+                              eos_token_id=None)[:, 10:]
+        # the end-of-sequence token: the one that first appears at the most different steps across rows
+        first = {t: {int((r == t).nonzero()[0]) for r in free if (r == t).any()} for t in free.unique().tolist()}
+        eos = max(first, key=lambda t: len(first[t]))
+        expected = model.generate(ids, attention_mask=mask, max_new_tokens=steps, do_sample=False, pad_token_id=pad,
+                                  eos_token_id=eos, cache_implementation="static")[:, 10:]
+        got = decode_compacting(model, ids, mask, steps, [eos], pad)
+    assert len(first[eos]) >= 3  # rows leave the batch at three or more different steps
+    assert torch.equal(got[:, :expected.shape[1]], expected)
+    assert torch.all(got[:, expected.shape[1]:] == pad)
