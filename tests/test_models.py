@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from nba_dpo.config import GROUP_SCHEMAS, _typed, validate
@@ -117,3 +118,40 @@ def test_compose_inside_a_running_hydra_job():
 def test_bad_sampler_is_one_clear_error(config, override, message):
     with pytest.raises(UserError, match=message):
         validate(compose_cfg(config, [override]))
+
+
+def test_cpu_dpo_scoring_completion_tokens_only_keeps_the_loss(tmp_path, monkeypatch):
+    """DPO's loss and log-probs on CPU are the same whether TRL's fused head scores every position or only the
+    completion tokens (`score_completion_tokens_only`, what the CPU workers use)."""
+    import datasets
+    import trl.trainer.utils as trl_utils
+    from trl import DPOConfig
+
+    from nba_dpo.training.dpo import StoredReferenceDPOTrainer, score_completion_tokens_only
+
+    monkeypatch.setattr(trl_utils, "_use_triton", trl_utils._use_triton)  # restored after the test
+    path = build_tiny_model(CORPUS, tmp_path / "m", seed=0, **BUILD)
+    tok = AutoTokenizer.from_pretrained(path)
+    rows = [{"prompt": build_prompt(tok, line.split("\n")[0], None, include_schema=False),
+             "chosen": line.split("\n", 1)[1], "rejected": other.split("\n", 1)[1][:20 + 7 * i],
+             "ref_chosen_logps": -5.0 - i, "ref_rejected_logps": -9.0 + i}
+            for i, (line, other) in enumerate(zip(CORPUS[:8], CORPUS[8:16]))]
+    args = DPOConfig(output_dir=str(tmp_path / "dpo"), use_cpu=True, report_to=[], max_length=128, beta=1.0,
+                     loss_type=["sigmoid", "sft"], precompute_ref_log_probs=True, per_device_train_batch_size=8,
+                     dataset_num_proc=None, seed=0)
+    trainer = StoredReferenceDPOTrainer(model=AutoModelForCausalLM.from_pretrained(path), ref_model=None, args=args,
+                                        processing_class=tok, train_dataset=datasets.Dataset.from_list(rows))
+    batch = dict(next(iter(trainer.get_train_dataloader())))
+    assert (batch["completion_mask"] == 0).any()  # prompt and padding positions exist
+    results = []
+    for patched in (False, True):
+        if patched:
+            score_completion_tokens_only()
+        assert trl_utils._use_triton(torch.device("cpu")) == patched  # which path TRL's fused head takes
+        loss = trainer.compute_loss(trainer.model, batch)
+        loss.backward()
+        grad = trainer.model.lm_head.weight.grad.clone()
+        trainer.model.zero_grad()
+        results.append((loss.item(), grad))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
+    assert torch.allclose(results[0][1], results[1][1], atol=1e-6)

@@ -30,6 +30,18 @@ class StoredReferenceDPOTrainer(DPOTrainer):
         return super()._precompute_ref_logps(dataset, name, batch_size)
 
 
+def score_completion_tokens_only() -> None:
+    """On CPU, let TRL's fused LM head score the completion tokens only, as it does where Triton runs.
+
+    Without Triton it scores every position, padding and prompt included, so that compiling devices (Neuron) see one
+    tile shape; nothing compiles on CPU, and a DPO step here runs 1.4x faster with the same loss (a test compares
+    them). `trl.trainer.utils` reads `_use_triton` for that choice only (TRL is pinned)."""
+    import trl.trainer.utils as trl_utils
+    from trl.kernels.chunked_logprob import _use_triton
+
+    trl_utils._use_triton = lambda device: device.type == "cpu" or _use_triton(device)
+
+
 def reference_mode(cfg: DictConfig, rows: list[dict]) -> str:
     stored = bool(rows) and all(rows[0].get(c) is not None for c in REF_COLUMNS)
     if cfg.train.reference == "auto":
@@ -47,6 +59,8 @@ def _dpo_loop(config: dict) -> None:
 
     cfg = OmegaConf.create(config["cfg"])
     init_worker(cfg)
+    if not cfg.cluster.use_gpu:
+        score_completion_tokens_only()
     t = cfg.train
     tokenizer = AutoTokenizer.from_pretrained(config["model_path"])
     model = load_model_for_training(cfg, config["model_path"])
