@@ -90,7 +90,8 @@ def generate_and_score(cfg: DictConfig, rows: list[dict]) -> list[dict]:
                                                    temperature=e.temperature, top_p=e.top_p, top_k=e.top_k,
                                                    seed=cfg.seed,
                                                    dtype=cfg.model.dtype))
-    ds = ds.map_batches(ExecutionVerifier, batch_size=e.batch_size, concurrency=e.num_shards, num_cpus=0.1,
+    # no CPU reserved, as in the generate stage: checks run beside generator actors that hold every core
+    ds = ds.map_batches(ExecutionVerifier, batch_size=e.batch_size, concurrency=e.num_shards, num_cpus=0,
                         fn_constructor_kwargs=dict(db_path=cfg.data.db_path, timeout_s=e.sql_timeout_s))
     scored = {r["id"]: r for r in ds.take_all()}
     count = lambda text: len(tokenizer(text, add_special_tokens=False).input_ids) if text else 0  # noqa: E731

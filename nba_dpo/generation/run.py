@@ -75,7 +75,9 @@ def _candidate_dataset(cfg: DictConfig, prompts: list[dict]):
                                                        temperature=g.temperature, top_p=g.top_p, top_k=g.top_k,
                                                        seed=g.seed,
                                                        dtype=cfg.model.dtype, sample_chunk=g.batch_size))
-    ds = ds.map_batches(ExecutionVerifier, batch_size=256, concurrency=1, num_cpus=0.25,
+    # no CPU reserved: SQLite checks are light, and one that waited for a core would start only once the generator
+    # actors holding every core (hf on CPU) had finished, instead of checking their output as it comes
+    ds = ds.map_batches(ExecutionVerifier, batch_size=256, concurrency=1, num_cpus=0,
                         fn_constructor_kwargs=dict(db_path=cfg.data.db_path, timeout_s=s.sql_timeout_s))
     if s.reward_model:
         from nba_dpo.scoring.reward import RewardScorer

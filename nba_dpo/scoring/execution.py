@@ -1,6 +1,7 @@
 """The execution verifier: run a predicted SQL in the sandbox and compare its result with the gold result."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,7 +11,7 @@ from nba_dpo.sql.extract import extract_sql
 from nba_dpo.sql.sandbox import Sandbox
 
 
-@dataclass
+@dataclass(frozen=True)
 class Verdict:
     sql: str
     exec_ok: bool
@@ -20,11 +21,13 @@ class Verdict:
 
 
 class ExecutionVerifier:
-    """One sandbox per instance (per Ray actor); gold results are cached by SQL."""
+    """One sandbox per instance (per Ray actor); gold results are cached by SQL, and verdicts by (SQL, gold SQL):
+    a prompt's samples often repeat one answer (half of the demo's 8,000 candidates did)."""
 
     def __init__(self, db_path: str, timeout_s: float = 2.0):
         self.sandbox = Sandbox(db_path, timeout_s=timeout_s)
         self._gold: dict[str, tuple[list, bool]] = {}
+        self.verify_sql = functools.lru_cache(maxsize=100_000)(self._verify_sql)
 
     def gold(self, gold_sql: str) -> tuple[list, bool]:
         if gold_sql not in self._gold:
@@ -34,7 +37,7 @@ class ExecutionVerifier:
             self._gold[gold_sql] = (r.rows, has_order_by(gold_sql))
         return self._gold[gold_sql]
 
-    def verify_sql(self, sql: str, gold_sql: str) -> Verdict:
+    def _verify_sql(self, sql: str, gold_sql: str) -> Verdict:
         if not sql.strip():
             return Verdict(sql, False, False, False, "no_sql: no SQL found in the completion")
         r = self.sandbox.run(sql)
