@@ -20,17 +20,21 @@ def test_gumbel_sampler_matches_transformers_sampling(temperature, top_k, top_p)
     assert torch.allclose(observed, expected, atol=0.01)  # 4 standard errors of a frequency at 40k draws
 
 
-def test_compacting_decoder_matches_generate():
-    """Greedy decoding that drops finished rows gives what transformers' generate gives, row for row, on a
-    left-padded batch whose rows end at different steps."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+@pytest.mark.parametrize("sliding", [False, True])
+def test_compacting_decoder_matches_generate(sliding):
+    """Greedy decoding that drops finished rows and attends over the filled KV positions only gives what
+    transformers' generate gives, row for row, on a left-padded batch whose rows end at different steps: for a
+    Llama, and for a Qwen2 whose layers attend to a sliding window of 4 tokens."""
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
 
     from nba_dpo.generation.hf import decode_compacting
 
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                         num_attention_heads=2, num_key_value_heads=2,
-                                         initializer_range=0.3)).eval()  # large weights: position-sensitive
+    sizes = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                 num_key_value_heads=2, initializer_range=0.3)  # large weights: position-sensitive
+    config = (Qwen2Config(**sizes, use_sliding_window=True, sliding_window=4, max_window_layers=0) if sliding
+              else LlamaConfig(**sizes))
+    model = AutoModelForCausalLM.from_config(config).eval()
     ids = torch.randint(3, 64, (16, 10))
     mask = torch.ones_like(ids)
     for row in range(16):

@@ -4,10 +4,10 @@ Each actor loads the model once. A batch comes in with a `prompt` column; out co
 asked), `samples` (num_samples sampled completions, when asked) and their token counts. Sampling is seeded per
 batch from the seed and the batch's first prompt id, so a rerun with the same config gives the same samples.
 
-Decoding (`decode_compacting`) is a short loop over the model's forward with transformers' `StaticCache` that drops
-finished rows from the batch as it goes: `generate` keeps stepping every row until the batch's longest one ends,
-which spent half its steps on rows already finished here (1.6x fewer seconds per sampled token,
-benchmarks/bench_eval_sampling.py). Sampling is greedy decoding over Gumbel-noised top-k logits
+Decoding (`decode_compacting`) is a short loop over the model's forward with a preallocated KV cache whose attention
+reads only the filled positions, and it drops finished rows from the batch as it goes: `generate` keeps stepping
+every row until the batch's longest one ends, which spent half its steps on rows already finished here
+(benchmarks/bench_eval_sampling.py). Sampling is greedy decoding over Gumbel-noised top-k logits
 (`GumbelTopKSampler`): transformers' distribution at a fraction of `torch.multinomial`'s cost on CPU.
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ import os
 
 import numpy as np
 import torch
-from transformers import (AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList, PreTrainedModel,
-                          StaticCache)
+from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList, PreTrainedModel
+from transformers.cache_utils import Cache, StaticLayer
 
 
 class HFGenerator:
@@ -102,14 +102,14 @@ class HFGenerator:
 def decode_compacting(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                       max_new_tokens: int, eos_ids: list[int], pad_id: int,
                       sampler: LogitsProcessor | None = None, drop_at: float = 0.25) -> torch.Tensor:
-    """Greedy decoding (of `sampler`-processed logits, when given) of a left-padded batch; returns the new tokens,
-    [batch, max_new_tokens], padded with `pad_id` after each row's end of sequence.
+    """Greedy decoding (of `sampler`-processed logits, when given) of a left-padded batch with `kv_cache`; returns the
+    new tokens, [batch, max_new_tokens], padded with `pad_id` after each row's end of sequence.
 
     Rows that reached an end-of-sequence token leave the batch, KV cache included (`Cache.reorder_cache`, as beam
     search uses it), once they are `drop_at` of the rows still stepping: each step then costs what the unfinished
     rows need. Positions follow the attention mask, as in `generate`."""
     batch, prompt_len = input_ids.shape
-    cache = StaticCache(config=model.config, max_cache_len=prompt_len + max_new_tokens)
+    cache = kv_cache(model.config, max_cache_len=prompt_len + max_new_tokens)
     positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, past_key_values=cache,
                    cache_position=torch.arange(prompt_len), logits_to_keep=1).logits[:, -1]
@@ -136,6 +136,26 @@ def decode_compacting(model: PreTrainedModel, input_ids: torch.Tensor, attention
                        logits_to_keep=1).logits[:, -1]
         position = position + 1
     return new
+
+
+class FilledPrefixLayer(StaticLayer):
+    """A `StaticLayer` (preallocated, written in place) whose attention reads only the filled positions: attention
+    over every preallocated slot was a third of a decoding call, most of it on slots not yet written."""
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        keys, values = super().update(key_states, value_states, *args, **kwargs)
+        filled = int(self.cumulative_length)
+        return keys[:, :, :filled], values[:, :, :filled]
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return int(self.cumulative_length) + query_length, 0
+
+
+def kv_cache(config, max_cache_len: int) -> Cache:
+    """The KV cache of `decode_compacting`: one `FilledPrefixLayer` per layer (1.2x faster decoding than `StaticCache`
+    on the tiny model). Sliding-window models get full layers too: their attention masks apply the window."""
+    return Cache(layers=[FilledPrefixLayer(max_cache_len)
+                         for _ in range(config.get_text_config(decoder=True).num_hidden_layers)])
 
 
 class GumbelTopKSampler(LogitsProcessor):
