@@ -13,10 +13,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def worker_env() -> dict[str, str]:
     """Environment every Ray worker gets: offline hub, one op cache for DeepSpeed's JIT builds."""
     keys = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM",
-            "VLLM_CPU_KVCACHE_SPACE", "VLLM_RPC_BASE_PATH", "TMPDIR", "NBA_DPO_FAIL_AT_STEP")
+            "VLLM_CPU_KVCACHE_SPACE", "VLLM_RPC_BASE_PATH", "TMPDIR", "NBA_DPO_FAIL_AT_STEP",
+            "RAY_TRAIN_ENABLE_PRINT_PATCH")
     env = {k: os.environ[k] for k in keys if k in os.environ}
     env["TORCH_EXTENSIONS_DIR"] = os.environ.get("TORCH_EXTENSIONS_DIR", str(ROOT / ".cache" / "torch_extensions"))
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Ray Train's print patch logs every print() a second time, even one that a library captures by swapping
+    # sys.stdout: TRL's dataset maps then flooded the console with dill's bytecode listings, and metrics came twice
+    env.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     return env
 
 
