@@ -86,6 +86,7 @@ class Train:
     weight_decay: float = 0.0
     per_device_batch_size: int = 8
     sampler: str = "random"        # random | batch_rebalance (SFT only)
+    pack_batches: bool = False     # SFT only: each batch's examples packed into rows of model.max_length tokens
     gradient_accumulation_steps: int = 1
     gradient_checkpointing: bool = False
     bf16: bool = False
@@ -263,6 +264,8 @@ def _check_combinations(cfg: DictConfig) -> None:
             raise UserError(f"train.sampler must be random or batch_rebalance, not {cfg.train.sampler!r}")
         if cfg.train.kind == "dpo" and cfg.train.sampler != "random":
             raise UserError("train.sampler=batch_rebalance is for SFT: TRL's DPO data carries no token lengths")
+        if cfg.train.kind == "dpo" and cfg.train.pack_batches:
+            raise UserError("train.pack_batches is for SFT: DPO batches pair a chosen and a rejected row per prompt")
         if cfg.train.method == "qlora" and not cuda_available():
             raise UserError("QLoRA needs a CUDA GPU for bitsandbytes 4-bit weights; on this machine use "
                             f"train={cfg.train.kind}_lora instead")

@@ -105,6 +105,35 @@ def test_cpu_sft_trainer_loss_matches_trl(tmp_path):
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
 
 
+def test_packed_batches_keep_the_loss_and_gradients(tmp_path):
+    """train.pack_batches: the same examples packed into fewer rows give the padded batch's loss and gradients
+    (attention stays within each example)."""
+    import datasets
+    from trl import SFTConfig
+
+    from nba_dpo.training.sft import CPUSFTTrainer, PackedRowsCollator
+
+    path = build_tiny_model(CORPUS, tmp_path / "m", seed=0, **BUILD)
+    tok = AutoTokenizer.from_pretrained(path)
+    rows = [{"prompt": build_prompt(tok, line.split("\n")[0], None, include_schema=False),
+             "completion": line.split("\n", 1)[1][:20 + 3 * i]} for i, line in enumerate(CORPUS[:16])]
+    results = []
+    for collator in (None, PackedRowsCollator(pad_token_id=tok.pad_token_id, max_length=128)):
+        args = SFTConfig(output_dir=str(tmp_path / "out"), use_cpu=True, report_to=[], max_length=128,
+                         completion_only_loss=True, per_device_train_batch_size=16, dataset_num_proc=None, seed=0)
+        trainer = CPUSFTTrainer(model=AutoModelForCausalLM.from_pretrained(path).train(), args=args,
+                                processing_class=tok, train_dataset=datasets.Dataset.from_list(rows),
+                                data_collator=collator)
+        batch = next(iter(trainer.get_train_dataloader()))
+        loss = trainer.compute_loss(trainer.model, dict(batch))
+        loss.backward()
+        results.append((batch["input_ids"].shape, loss.item(), trainer.model.model.embed_tokens.weight.grad))
+    (padded_shape, padded_loss, padded_grad), (packed_shape, packed_loss, packed_grad) = results
+    assert packed_shape[0] < padded_shape[0] / 2 and packed_shape[1] <= 128  # several examples per row
+    assert packed_loss == pytest.approx(padded_loss, rel=1e-5)
+    torch.testing.assert_close(packed_grad, padded_grad, rtol=1e-4, atol=1e-6)
+
+
 def test_compose_inside_a_running_hydra_job():
     """jobs.pipeline composes the generate stage's config while its own @hydra.main holds Hydra initialised."""
     from hydra import initialize_config_dir
@@ -114,7 +143,8 @@ def test_compose_inside_a_running_hydra_job():
 
 
 @pytest.mark.parametrize("config,override,message", [("sft", "train.sampler=sorted", "train.sampler must be"),
-                                                      ("train_dpo", "+train.sampler=batch_rebalance", "is for SFT")])
+                                                      ("train_dpo", "+train.sampler=batch_rebalance", "is for SFT"),
+                                                      ("train_dpo", "+train.pack_batches=true", "is for SFT")])
 def test_bad_sampler_is_one_clear_error(config, override, message):
     with pytest.raises(UserError, match=message):
         validate(compose_cfg(config, [override]))

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
 from omegaconf import DictConfig, OmegaConf
 from transformers import Trainer
 from trl import SFTTrainer
+from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from nba_dpo.data.dataset import completion_text
 from nba_dpo.models.prompts import build_prompt
@@ -46,6 +48,37 @@ class CPUSFTTrainer(SFTTrainer):
         return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
 
 
+@dataclass
+class PackedRowsCollator(DataCollatorForLanguageModeling):
+    """TRL's collator, with each batch's examples first packed into rows of at most `max_length` tokens (first fit,
+    longest first) instead of each padded to the batch's longest: the same examples and loss per step, about a
+    third fewer tokens through the model here. Position ids restart at each example and no attention mask is
+    passed, so transformers masks attention block-diagonally, one block per example (sdpa and eager included).
+    TRL's `padding_free` flattens a whole batch into one row instead, whose attention on CPU costs as much as the
+    padding it removes."""
+
+    max_length: int = 2048
+
+    def __post_init__(self):
+        self.return_position_ids = True
+
+    def torch_call(self, examples: list[dict]) -> dict:
+        rows: list[list[dict]] = []
+        for example in sorted(examples, key=lambda e: -len(e["input_ids"])):
+            n = len(example["input_ids"])
+            row = next((r for r in rows if sum(len(e["input_ids"]) for e in r) + n <= self.max_length), None)
+            if row is None:
+                rows.append(row := [])
+            row.append(example)
+        packed = [{"input_ids": [t for e in row for t in e["input_ids"]],
+                   "labels": [t for e in row for t in e["labels"]],
+                   "seq_lengths": [len(e["input_ids"]) for e in row]} for row in rows]
+        out = super().torch_call(packed)
+        del out["attention_mask"]
+        out["labels"][out["position_ids"] == 0] = -100  # an example's first token is no target of the one before
+        return out
+
+
 def _sft_loop(config: dict) -> None:
     import datasets
     from transformers import AutoTokenizer
@@ -58,9 +91,12 @@ def _sft_loop(config: dict) -> None:
     scratch = scratch_dir(config["run_name"])
     args = SFTConfig(**hf_args(cfg, str(scratch / "hf")), max_length=cfg.model.max_length,
                      completion_only_loss=True, packing=False, dataset_num_proc=None)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    collator = (PackedRowsCollator(pad_token_id=pad, max_length=cfg.model.max_length)
+                if cfg.train.pack_batches else None)
     trainer = (SFTTrainer if cfg.cluster.use_gpu else CPUSFTTrainer)(
         model=model, args=args, train_dataset=datasets.Dataset.from_list(config["rows"]), processing_class=tokenizer,
-        peft_config=lora_config(cfg))
+        data_collator=collator, peft_config=lora_config(cfg))
     fit_and_report(trainer, cfg, tokenizer, scratch)
 
 
