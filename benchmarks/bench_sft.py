@@ -3,7 +3,8 @@
 - `random`: each worker pads a random batch to its longest example (the baseline);
 - `batch_rebalance`: each step's random batch split across the workers by length (`train.sampler`);
 - `batch_rebalance_packed`: that, with each worker's examples packed into rows of model.max_length tokens
-  (`train.pack_batches`, the default).
+  (`train.pack_batches`);
+- `random_packed`: random batches, packed (the default).
 
     python benchmarks/bench_sft.py --artifacts artifacts/demo [--steps 120]
 
@@ -27,8 +28,8 @@ from nba_dpo.training.sft import PackedRowsCollator, prompt_completion_rows, tra
 SETTINGS = {  # name: (train.sampler, train.pack_batches)
     "random": ("random", False),
     "batch_rebalance": ("batch_rebalance", False),
-    "random_packed": ("random", True),
     "batch_rebalance_packed": ("batch_rebalance", True),
+    "random_packed": ("random", True),
 }
 
 
