@@ -19,7 +19,8 @@ def main(cfg: DictConfig) -> float:
     cfg = validate(per_sweep_point(cfg, "train.output_dir"))
     out = train_dpo(cfg)
     print(f"[train_dpo] done in {out['seconds']}s, {out['steps']} steps, reference {out['reference']}, final reward "
-          f"accuracy {out['final_reward_accuracy']}, margin {out['final_margin']}; model in {out['output_dir']}")
+          f"accuracy {out['final_reward_accuracy']}, margin {out['final_margin']} (held-out pairs: "
+          f"{out['heldout_reward_accuracy']}, {out['heldout_margin']}); model in {out['output_dir']}")
     return out["final_reward_accuracy"] or 0.0
 
 

@@ -24,6 +24,7 @@ def pairs(tiny_prefs):
 
 def dpo_cfg(artifacts: Path, pairs: Path, name: str, *overrides: str):
     return validate(compose_cfg("train_dpo", [f"paths.artifacts={artifacts}", f"run_name={name}", f"train.pairs={pairs}",
+                                              f"train.eval_pairs={pairs.parent / 'test.parquet'}",
                                               "train.max_steps=4", "train.save_steps=2", "train.logging_steps=1",
                                               "train.per_device_batch_size=4",
                                               f"train.output_dir=${{paths.artifacts}}/models/dpo_{name}"]
@@ -42,6 +43,7 @@ def test_dpo_deepspeed(tiny_artifacts, pairs, stage, method):
     assert out["steps"] == 4 and out["reference"] == "stored"
     logged = [h for h in out["log_history"] if "rewards/accuracies" in h]
     assert logged and all(k in logged[-1] for k in ("rewards/chosen", "rewards/rejected", "rewards/margins"))
+    assert 0 <= out["heldout_reward_accuracy"] <= 1  # the generate stage's held-out pairs, scored after the epoch
     folder = Path(cfg.train.output_dir)
     assert not (folder / "adapter_config.json").exists()
     AutoModelForCausalLM.from_pretrained(folder)

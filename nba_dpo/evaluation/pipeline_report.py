@@ -59,12 +59,14 @@ def _plot_lengths(art: Path, names: list[str], path: Path) -> None:
 def _plot_rewards(histories: dict, path: Path) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.3))
     for name, hist in histories.items():
-        logs = [h for h in hist if "rewards/accuracies" in h]
-        steps = [h["step"] for h in logs]
-        a.plot(steps, [h["rewards/accuracies"] for h in logs], label=name)
-        b.plot(steps, [h["rewards/margins"] for h in logs], label=name)
-    a.set_title("reward accuracy (train)")
-    b.set_title("reward margin (train)")
+        for prefix, label, style in (("", name, "-"), ("eval_", f"{name}, held-out pairs", "o--")):
+            logs = [h for h in hist if f"{prefix}rewards/accuracies" in h]
+            if logs:
+                steps = [h["step"] for h in logs]
+                a.plot(steps, [h[f"{prefix}rewards/accuracies"] for h in logs], style, label=label)
+                b.plot(steps, [h[f"{prefix}rewards/margins"] for h in logs], style, label=label)
+    a.set_title("reward accuracy")
+    b.set_title("reward margin")
     for ax in (a, b):
         ax.set_xlabel("step")
         ax.legend(fontsize=8)

@@ -42,8 +42,12 @@ def score_completion_tokens_only() -> None:
     trl_utils._use_triton = lambda device: device.type == "cpu" or _use_triton(device)
 
 
+def has_ref(rows: list[dict]) -> bool:
+    return bool(rows) and all(rows[0].get(c) is not None for c in REF_COLUMNS)
+
+
 def reference_mode(cfg: DictConfig, rows: list[dict]) -> str:
-    stored = bool(rows) and all(rows[0].get(c) is not None for c in REF_COLUMNS)
+    stored = has_ref(rows)
     if cfg.train.reference == "auto":
         return "stored" if stored else "precompute"
     if cfg.train.reference == "stored" and not stored:
@@ -65,15 +69,22 @@ def _dpo_loop(config: dict) -> None:
     tokenizer = AutoTokenizer.from_pretrained(config["model_path"])
     model = load_model_for_training(cfg, config["model_path"])
     mode = config["reference"]
-    columns = ["prompt", "chosen", "rejected"] + (list(REF_COLUMNS) if mode == "stored" else [])
-    train = datasets.Dataset.from_list([{c: r[c] for c in columns} for r in config["rows"]])
+
+    def dataset(rows: list[dict]):  # stored reference log-probs are kept where the rows carry them
+        columns = ["prompt", "chosen", "rejected"] + [c for c in REF_COLUMNS if mode == "stored" and has_ref(rows)]
+        return datasets.Dataset.from_list([{c: r[c] for c in columns} for r in rows])
+
+    held_out = dataset(config["eval_rows"]) if config["eval_rows"] else None
     scratch = scratch_dir(config["run_name"])
     args = DPOConfig(**hf_args(cfg, str(scratch / "hf")), beta=t.beta, loss_type=list(t.loss_type),
                      loss_weights=list(t.loss_weights) if t.loss_weights else None, label_smoothing=t.label_smoothing,
                      max_length=cfg.model.max_length, precompute_ref_log_probs=mode in ("stored", "precompute"),
-                     dataset_num_proc=None)
-    trainer = StoredReferenceDPOTrainer(model=model, ref_model=None, args=args, train_dataset=train,
-                                        processing_class=tokenizer, peft_config=lora_config(cfg))
+                     dataset_num_proc=None, eval_strategy="epoch" if held_out is not None else "no",
+                     per_device_eval_batch_size=t.per_device_batch_size)
+    # held-out pairs missing stored log-probs get them precomputed here, before training, from the untrained policy
+    trainer = StoredReferenceDPOTrainer(model=model, ref_model=None, args=args, train_dataset=dataset(config["rows"]),
+                                        eval_dataset=held_out, processing_class=tokenizer,
+                                        peft_config=lora_config(cfg))
     fit_and_report(trainer, cfg, tokenizer, scratch)
 
 
@@ -90,19 +101,25 @@ def train_dpo(cfg: DictConfig) -> dict:
     if not rows:
         raise UserError(f"{t.pairs} holds no pairs: see prefs/summary.json for why prompts gave none")
     mode = reference_mode(cfg, rows)
+    eval_rows = pq.read_table(t.eval_pairs).to_pylist() if t.eval_pairs and Path(t.eval_pairs).exists() else []
+    if t.eval_pairs and not eval_rows:
+        print(f"[train_dpo] no held-out pairs at {t.eval_pairs}: no eval_rewards/* metrics")
     start_ray(cfg.cluster)
     run_name = ray_run_name("dpo", cfg)
     print(f"[train_dpo] {len(rows)} pairs, {t.method} DPO of {t.base_model} on {cfg.cluster.num_workers} Ray Train "
           f"workers, deepspeed stage {cfg.deepspeed.stage}, loss {list(t.loss_type)}, beta {t.beta}, reference {mode}")
-    result = run_trainer(_dpo_loop, {"rows": rows, "model_path": worker_path(t.base_model), "run_name": run_name,
-                                     "reference": mode}, cfg, run_name, max_failures=cfg.get("max_failures", 0))
+    result = run_trainer(_dpo_loop, {"rows": rows, "eval_rows": eval_rows, "model_path": worker_path(t.base_model),
+                                     "run_name": run_name, "reference": mode}, cfg, run_name,
+                         max_failures=cfg.get("max_failures", 0))
     exported = export_final_model(result, cfg, t.base_model)
     history = exported["log_history"]
-    last = {k: v for h in history for k, v in h.items() if k.startswith(("rewards/", "loss"))}
+    last = {k: v for h in history for k, v in h.items() if k.startswith(("rewards/", "loss", "eval_rewards/"))}
     metrics = exported["metrics"]
     return {"reference": mode, "steps": metrics.get("global_step"), "seconds": round(time.perf_counter() - start, 1),
             "train_runtime": metrics.get("train_runtime"), "step_s": metrics.get("step_s"),
             "peak_rss_mb": metrics.get("peak_rss_mb"),
             "output_dir": t.output_dir,
             "final_reward_accuracy": last.get("rewards/accuracies"), "final_loss": last.get("loss"),
-            "final_margin": last.get("rewards/margins"), "log_history": history}
+            "final_margin": last.get("rewards/margins"),
+            "heldout_reward_accuracy": last.get("eval_rewards/accuracies"),
+            "heldout_margin": last.get("eval_rewards/margins"), "log_history": history}
