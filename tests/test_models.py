@@ -111,19 +111,20 @@ def test_packed_batches_keep_the_loss_and_gradients(tmp_path):
     import datasets
     from trl import SFTConfig
 
-    from nba_dpo.training.sft import CPUSFTTrainer, PackedRowsCollator
+    from nba_dpo.training.sft import CPUSFTTrainer, pack_rows
 
     path = build_tiny_model(CORPUS, tmp_path / "m", seed=0, **BUILD)
     tok = AutoTokenizer.from_pretrained(path)
     rows = [{"prompt": build_prompt(tok, line.split("\n")[0], None, include_schema=False),
              "completion": line.split("\n", 1)[1][:20 + 3 * i]} for i, line in enumerate(CORPUS[:16])]
     results = []
-    for collator in (None, PackedRowsCollator(pad_token_id=tok.pad_token_id, max_length=128)):
+    for packed in (False, True):
         args = SFTConfig(output_dir=str(tmp_path / "out"), use_cpu=True, report_to=[], max_length=128,
                          completion_only_loss=True, per_device_train_batch_size=16, dataset_num_proc=None, seed=0)
         trainer = CPUSFTTrainer(model=AutoModelForCausalLM.from_pretrained(path).train(), args=args,
-                                processing_class=tok, train_dataset=datasets.Dataset.from_list(rows),
-                                data_collator=collator)
+                                processing_class=tok, train_dataset=datasets.Dataset.from_list(rows))
+        if packed:
+            pack_rows(trainer, max_length=128)
         batch = next(iter(trainer.get_train_dataloader()))
         loss = trainer.compute_loss(trainer.model, dict(batch))
         loss.backward()

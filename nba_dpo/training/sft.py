@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -79,6 +79,12 @@ class PackedRowsCollator(DataCollatorForLanguageModeling):
         return out
 
 
+def pack_rows(trainer: SFTTrainer, max_length: int) -> None:
+    """Give `trainer` a PackedRowsCollator with the settings of the collator SFTTrainer built: building it there (no
+    collator passed in) keeps TRL's pad-token set-up of tokenizer and model config, which it skips for a given one."""
+    trainer.data_collator = PackedRowsCollator(**asdict(trainer.data_collator), max_length=max_length)
+
+
 def _sft_loop(config: dict) -> None:
     import datasets
     from transformers import AutoTokenizer
@@ -91,12 +97,11 @@ def _sft_loop(config: dict) -> None:
     scratch = scratch_dir(config["run_name"])
     args = SFTConfig(**hf_args(cfg, str(scratch / "hf")), max_length=cfg.model.max_length,
                      completion_only_loss=True, packing=False, dataset_num_proc=None)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    collator = (PackedRowsCollator(pad_token_id=pad, max_length=cfg.model.max_length)
-                if cfg.train.pack_batches else None)
     trainer = (SFTTrainer if cfg.cluster.use_gpu else CPUSFTTrainer)(
         model=model, args=args, train_dataset=datasets.Dataset.from_list(config["rows"]), processing_class=tokenizer,
-        data_collator=collator, peft_config=lora_config(cfg))
+        peft_config=lora_config(cfg))
+    if cfg.train.pack_batches:
+        pack_rows(trainer, cfg.model.max_length)
     fit_and_report(trainer, cfg, tokenizer, scratch)
 
 
