@@ -50,7 +50,7 @@ class ExecutionVerifier:
         return self.verify_sql(extract_sql(completion), gold_sql)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Ray Data stage: score `completion` (and `samples`, if present) against `sql` (the gold)."""
+        """Ray Data stage: score `completion` against the gold `sql`; `samples`, if any, become `samples_correct`."""
         out = dict(batch)
         verdicts = [self.verify(str(c), str(g)) for c, g in zip(batch["completion"], batch["sql"])]
         out["pred_sql"] = np.array([v.sql for v in verdicts], dtype=object)
@@ -63,7 +63,9 @@ class ExecutionVerifier:
         out["exact_match"] = np.array([exact_match(v.sql, str(g)) if v.sql else False
                                        for v, g in zip(verdicts, batch["sql"])])
         if "samples" in batch:
+            # the verdicts replace the texts: nothing downstream reads them, and Ray Data would store them pickled
+            # (it takes equal-length lists for a tensor column, which strings cannot fill)
             out["samples_correct"] = np.array(
                 [[self.verify(str(s), str(g)).correct_spider for s in samples] for samples, g in
-                 zip(batch["samples"], batch["sql"])] + [None], dtype=object)[:-1]
+                 zip(out.pop("samples"), batch["sql"])] + [None], dtype=object)[:-1]
         return out
