@@ -108,7 +108,7 @@ def fit_and_report(trainer, cfg: DictConfig, tokenizer, scratch: Path) -> None:
     from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
 
     timer = StepTimer()
-    for callback in (RayTrainReportCallback(), InjectedFailure(str(scratch)), timer):
+    for callback in (SaveBarrier(), RayTrainReportCallback(), InjectedFailure(str(scratch)), timer):
         trainer.add_callback(callback)
     trainer = prepare_trainer(trainer)
     with tempfile.TemporaryDirectory(prefix="nba_dpo_resume_") as local:
@@ -117,6 +117,17 @@ def fit_and_report(trainer, cfg: DictConfig, tokenizer, scratch: Path) -> None:
             shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
         trainer.train(resume_from_checkpoint=resume)
     report_final_model(trainer, cfg, tokenizer, timer.step_s())
+
+
+class SaveBarrier(TrainerCallback):
+    """At each save, every rank waits until all have written their part of the checkpoint before any reports it.
+    The workers of one machine share the HF output folder and each copies it for Ray Train: without the wait, rank 1
+    (which writes no model files under DDP) copied rank 0's config.json while it was still empty, and that empty file
+    is what a restart then failed to load."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()
 
 
 class StepTimer(TrainerCallback):
