@@ -6,7 +6,8 @@
    worker's batch on 1 thread (what Ray Train and DeepSpeed add to a worker's step) (goal: <= 1.10x the bare step
    time); and the bare step with TRL's CPU default of scoring every position, against completion tokens only;
 2. reference: stored reference log-probs vs an in-memory reference model, one epoch on a >= 50M-parameter model
-   at the DPO default batch (goal: >= 1.3x faster and a lower peak memory per worker);
+   at the DPO default batch, each arm run --repeats times in ABBA order (goal: >= 1.3x faster epoch and a lower
+   peak memory per worker);
 3. zero: ZeRO-2 vs ZeRO-3 peak memory per worker on the same >= 50M-parameter model.
 
     python benchmarks/bench_dpo.py --artifacts artifacts/demo [--only overhead|reference|zero]
@@ -114,6 +115,8 @@ def main() -> None:
     ap.add_argument("--big-pairs", type=int, default=192, help="pairs per epoch on the 50M model")
     ap.add_argument("--big-batch", type=int, default=16,
                     help="per-worker batch of the reference comparison (16: the DPO default)")
+    ap.add_argument("--repeats", type=int, default=2,
+                    help="runs of each arm of the reference comparison, in ABBA order; its ratios are of the means")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_dpo_"))
     sft = f"{args.artifacts}/models/sft"
@@ -152,11 +155,19 @@ def main() -> None:
         pairs = with_ref_logps(model, rows[: args.big_pairs], work / "pairs_big.parquet")
         epoch = ["train.epochs=1", f"train.per_device_batch_size={args.big_batch}"]
         if args.only in (None, "reference"):
-            stored = ours(work, model, pairs, "stored_ref", "deepspeed=zero2", "train.reference=stored", *epoch)
-            in_memory = ours(work, model, pairs, "in_memory_ref", "deepspeed=zero2", "train.reference=model", *epoch)
+            # the same epoch run one run after another varies by 15-25% here; runs in ABBA order (stored, in memory,
+            # in memory, stored, ...) cancel a drift in the machine's speed, and means over them damp the rest
+            runs = {"stored": [], "in_memory": []}
+            for i in range(args.repeats):
+                for arm in ("stored", "in_memory") if i % 2 == 0 else ("in_memory", "stored"):
+                    runs[arm].append(ours(work, model, pairs, f"{arm}_ref_{i}", "deepspeed=zero2",
+                                          f"train.reference={'stored' if arm == 'stored' else 'model'}", *epoch))
+            mean = {arm: {k: round(sum(r[k] for r in rs) / len(rs), 3) for k in ("train_runtime_s", "step_s")}
+                    | {"peak_rss_mb": max(r["peak_rss_mb"] for r in rs), "runs": rs} for arm, rs in runs.items()}
+            stored, in_memory = mean["stored"], mean["in_memory"]
             results["reference"] = {
                 "params": n_params, "pairs": args.big_pairs, "per_device_batch": args.big_batch,
-                "stored": stored, "in_memory": in_memory,
+                "repeats": args.repeats, "stored": stored, "in_memory": in_memory,
                 "epoch_speedup": round(in_memory["train_runtime_s"] / stored["train_runtime_s"], 3),
                 "steady_step_speedup": round(in_memory["step_s"] / stored["step_s"], 3),
                 "peak_rss_saved_mb": in_memory["peak_rss_mb"] - stored["peak_rss_mb"],
