@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import AutoModelForCausalLM
 
 from nba_dpo.config import validate
@@ -47,7 +48,13 @@ def test_dpo_deepspeed(tiny_artifacts, pairs, stage, method):
     folder = Path(cfg.train.output_dir)
     assert not (folder / "adapter_config.json").exists()
     AutoModelForCausalLM.from_pretrained(folder)
-    assert list((Path(cfg.paths.artifacts) / "ray_results").glob(f"dpo-{stage}_{method}-*/checkpoint_*"))
+    run = Path(cfg.paths.artifacts, "ray_results", ray_run_name("dpo", cfg))
+    assert list(run.glob("checkpoint_*"))
+    # the metrics in TensorBoard, in the run's folder; the node's HF checkpoints are gone once Ray Train holds them
+    events = EventAccumulator(str(run / "tensorboard")).Reload()
+    assert {"train/loss", "train/rewards/accuracies", "train/rewards/margins"} <= set(events.Tags()["scalars"])
+    assert len(events.Scalars("train/loss")) == 4  # logging_steps=1
+    assert not (scratch_dir(run.name) / "hf").exists()
 
 
 def test_stored_reference_loads_no_reference_model(tiny_artifacts, pairs):

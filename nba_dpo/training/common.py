@@ -81,14 +81,21 @@ def hf_args(cfg: DictConfig, output_dir: str) -> dict:
     )
 
 
-def init_worker(cfg: DictConfig) -> None:
-    """Per-worker setup before the model is built (ZeRO-3 partitions weights at from_pretrained time)."""
+def init_worker(config: dict) -> DictConfig:
+    """Per-worker setup before the model and trainer are built (ZeRO-3 partitions weights at from_pretrained time);
+    returns the job's config."""
+    cfg = OmegaConf.create(config["cfg"])
     torch.set_num_threads(max(1, cfg.cluster.cpus_per_worker))
+    # transformers' TensorBoardCallback reads this when the trainer is built (rank 0 writes); its default is the
+    # node-local HF output folder, which nobody looks in and which is deleted after the run
+    tensorboard = config["tensorboard_dir"] or scratch_dir(config["run_name"]) / "tensorboard"
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(tensorboard)
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one line per report is noise next to HF's logs
     if cfg.deepspeed.stage == 3:
         import deepspeed
 
         deepspeed.init_distributed(dist_backend="nccl" if cfg.cluster.use_gpu else "gloo")
+    return cfg
 
 
 def resume_dir(local: str) -> str | None:
@@ -157,12 +164,15 @@ def report_final_model(trainer, cfg: DictConfig, tokenizer, step_s: float | None
     with tempfile.TemporaryDirectory(prefix="nba_dpo_final_") as out:  # report uploads it to storage before returning
         final = Path(out, FINAL_MODEL_DIR)
         trainer.save_model(str(final))  # a collective under ZeRO-3: every rank calls it, rank 0 writes
-        if ray.train.get_context().get_world_rank() != 0:
+        if ray.train.get_context().get_world_rank() == 0:
+            tokenizer.save_pretrained(final)
+            Path(out, "log_history.json").write_text(json.dumps(trainer.state.log_history))
+            ray.train.report(metrics, checkpoint=Checkpoint.from_directory(out))
+        else:
             ray.train.report(metrics, checkpoint=None)
-            return
-        tokenizer.save_pretrained(final)
-        Path(out, "log_history.json").write_text(json.dumps(trainer.state.log_history))
-        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(out))
+    # every HF checkpoint is in Ray Train's storage now (a restart resumes from there): free the node's disk of them,
+    # a model and its optimizer states twice over
+    shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
 
 
 def ray_run_name(stage: str, cfg: DictConfig) -> str:
@@ -181,10 +191,15 @@ def run_trainer(loop: Callable[[dict], None], loop_config: dict, cfg: DictConfig
 
     c = cfg.cluster
     resources = {"CPU": c.cpus_per_worker, **({"GPU": c.gpus_per_worker} if c.use_gpu else {})}
-    storage = Path(cfg.paths.artifacts, "ray_results").resolve() if "://" not in cfg.paths.artifacts \
+    on_filesystem = "://" not in cfg.paths.artifacts
+    storage = Path(cfg.paths.artifacts, "ray_results").resolve() if on_filesystem \
         else f"{cfg.paths.artifacts}/ray_results"
+    # TensorBoard events live in the run's folder, readable while it trains (a shared mount on a multi-node
+    # cluster); with an object store (s3://...) they stay in the worker's scratch folder
+    tensorboard = str(storage / run_name / "tensorboard") if on_filesystem else None
     trainer = TorchTrainer(
-        loop, train_loop_config={"cfg": OmegaConf.to_container(cfg, resolve=True), **loop_config},
+        loop, train_loop_config={"cfg": OmegaConf.to_container(cfg, resolve=True), "tensorboard_dir": tensorboard,
+                                 **loop_config},
         scaling_config=ScalingConfig(num_workers=c.num_workers, use_gpu=c.use_gpu, resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if c.use_gpu else "gloo"),
         run_config=RunConfig(name=run_name, storage_path=str(storage),

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from trl import DPOTrainer
 
 from nba_dpo.errors import UserError
@@ -61,8 +61,7 @@ def _dpo_loop(config: dict) -> None:
     from transformers import AutoTokenizer
     from trl import DPOConfig
 
-    cfg = OmegaConf.create(config["cfg"])
-    init_worker(cfg)
+    cfg = init_worker(config)
     if not cfg.cluster.use_gpu:
         score_completion_tokens_only()
     t = cfg.train

@@ -90,8 +90,7 @@ def _sft_loop(config: dict) -> None:
     from transformers import AutoTokenizer
     from trl import SFTConfig
 
-    cfg = OmegaConf.create(config["cfg"])
-    init_worker(cfg)
+    cfg = init_worker(config)
     tokenizer = AutoTokenizer.from_pretrained(config["model_path"])
     model = load_model_for_training(cfg, config["model_path"])
     scratch = scratch_dir(config["run_name"])
