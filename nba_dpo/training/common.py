@@ -111,7 +111,8 @@ def resume_dir(local: str) -> str | None:
 
 
 def fit_and_report(trainer, cfg: DictConfig, tokenizer, scratch: Path) -> None:
-    """The tail of every worker loop: Ray checkpoint reporting, failure hook, resume, train, final model."""
+    """The tail of every worker loop: Ray checkpoint reporting, failure hook, resume, train, final model, and the
+    node's HF checkpoints deleted."""
     from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
 
     timer = StepTimer()
@@ -124,6 +125,9 @@ def fit_and_report(trainer, cfg: DictConfig, tokenizer, scratch: Path) -> None:
             shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
         trainer.train(resume_from_checkpoint=resume)
     report_final_model(trainer, cfg, tokenizer, timer.step_s())
+    # every HF checkpoint is in Ray Train's storage now (a restart resumes from there): free the node's disk of them,
+    # a model and its optimizer states twice over
+    shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
 
 
 class SaveBarrier(TrainerCallback):
@@ -164,15 +168,12 @@ def report_final_model(trainer, cfg: DictConfig, tokenizer, step_s: float | None
     with tempfile.TemporaryDirectory(prefix="nba_dpo_final_") as out:  # report uploads it to storage before returning
         final = Path(out, FINAL_MODEL_DIR)
         trainer.save_model(str(final))  # a collective under ZeRO-3: every rank calls it, rank 0 writes
-        if ray.train.get_context().get_world_rank() == 0:
-            tokenizer.save_pretrained(final)
-            Path(out, "log_history.json").write_text(json.dumps(trainer.state.log_history))
-            ray.train.report(metrics, checkpoint=Checkpoint.from_directory(out))
-        else:
+        if ray.train.get_context().get_world_rank() != 0:
             ray.train.report(metrics, checkpoint=None)
-    # every HF checkpoint is in Ray Train's storage now (a restart resumes from there): free the node's disk of them,
-    # a model and its optimizer states twice over
-    shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
+            return
+        tokenizer.save_pretrained(final)
+        Path(out, "log_history.json").write_text(json.dumps(trainer.state.log_history))
+        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(out))
 
 
 def ray_run_name(stage: str, cfg: DictConfig) -> str:
