@@ -197,6 +197,7 @@ class Pairs:
     min_margin: float = 0.5
     max_pairs_per_prompt: int = 1
     on_tie: str = "hard_negative"
+    chosen: str = "best"
     hard_negative_score: float = 0.0
     gold_score: float = 11.0
     test_fraction: float = 0.1
@@ -313,6 +314,8 @@ def _check_combinations(cfg: DictConfig) -> None:
             raise UserError(f"pairs.strategy must be best_worst, margin or all_pairs, not {cfg.pairs.strategy!r}")
         if cfg.pairs.on_tie not in ("skip", "hard_negative"):
             raise UserError(f"pairs.on_tie must be skip or hard_negative, not {cfg.pairs.on_tie!r}")
+        if cfg.pairs.chosen not in ("best", "gold"):
+            raise UserError(f"pairs.chosen must be best or gold, not {cfg.pairs.chosen!r}")
     if "score" in cfg and cfg.score.reward_model and cfg.score.reward_model.kind not in (
             "sequence_classification", "armorm"):
         raise UserError("score.reward_model.kind must be sequence_classification or armorm")

@@ -50,7 +50,7 @@ def test_composite_ranks_correctness_then_execution_then_brevity(verifier):
 
 def test_best_worst(verifier):
     cands = candidates(verifier, [WRONG, RIGHT, BROKEN, RIGHT, RIGHT_LONG])
-    pairs, reason = pairs_for_prompt(PROMPT, cands, pairs_cfg("best_worst"), verifier, random.Random(0))
+    pairs, reason = pairs_for_prompt(PROMPT, cands, pairs_cfg("best_worst", chosen="best"), verifier, random.Random(0))
     assert reason is None and len(pairs) == 1
     assert pairs[0]["chosen"] == RIGHT and pairs[0]["rejected"] == BROKEN and pairs[0]["margin"] > 10
     assert pairs[0]["strategy"] == "best_worst"
@@ -89,6 +89,27 @@ def test_ties_skip_or_hard_negative(verifier):
     all_wrong = candidates(verifier, [WRONG, WRONG])
     gold, reason = pairs_for_prompt(PROMPT, all_wrong, pairs_cfg("best_worst"), verifier, random.Random(0))
     assert gold[0]["strategy"] == "best_worst+gold" and GOLD in gold[0]["chosen"]
+
+
+def test_gold_chosen(verifier):
+    gold_text = "Reasoning: " + PROMPT["reasoning"] + "\nSQL: " + GOLD
+    cands = candidates(verifier, [WRONG, RIGHT, BROKEN, RIGHT_LONG])
+    worst, reason = pairs_for_prompt(PROMPT, cands, pairs_cfg("best_worst", chosen="gold"), verifier,
+                                     random.Random(0))
+    assert reason is None and len(worst) == 1
+    assert worst[0]["chosen"] == gold_text and worst[0]["rejected"] == BROKEN
+    assert worst[0]["strategy"] == "best_worst+gold"
+    # several pairs per prompt: the gold answer over each wrong candidate, worst first, never over a correct one
+    every, _ = pairs_for_prompt(PROMPT, cands, pairs_cfg("all_pairs", chosen="gold"), verifier, random.Random(0))
+    assert [p["rejected"] for p in every] == [BROKEN, WRONG] and all(p["chosen"] == gold_text for p in every)
+    all_right = candidates(verifier, [RIGHT, RIGHT_LONG])
+    hard, reason = pairs_for_prompt(PROMPT, all_right, pairs_cfg("best_worst", chosen="gold"), verifier,
+                                    random.Random(0))
+    assert reason is None and hard[0]["chosen"] == gold_text
+    assert hard[0]["strategy"].startswith("best_worst+hard_negative:")
+    skip, reason = pairs_for_prompt(PROMPT, all_right, pairs_cfg("best_worst", chosen="gold", on_tie="skip"),
+                                    verifier, random.Random(0))
+    assert skip == [] and reason == "all_correct"
 
 
 def test_yield_reasons(verifier):

@@ -4,7 +4,8 @@ best_worst: the best against the worst candidate. margin: every pair whose score
 `min_margin`, largest gaps first. all_pairs: every pair with different scores, capped per prompt. Identical
 completions count once. When all candidates tie (all correct or all wrong), `on_tie` decides: skip the prompt, or
 pair with a hard negative (a corrupted gold SQL under a correct candidate) or with the gold answer (over a wrong
-candidate); `strategy` records which.
+candidate); `strategy` records which. With `chosen=gold` the gold answer is the chosen side of every pair, over the
+wrong candidates (worst first, capped per prompt) or, when all are correct, over a corrupted gold SQL.
 """
 from __future__ import annotations
 
@@ -35,8 +36,13 @@ def pairs_for_prompt(prompt: dict, candidates: list[dict], p: DictConfig, verifi
     for c in sorted(usable, key=lambda c: (-c["score"], c["candidate_idx"])):
         unique.setdefault(c["completion"].strip(), c)
     ranked = list(unique.values())
+    gold = completion_text(prompt["reasoning"], prompt["sql"])
     pairs: list[dict] = []
-    if p.strategy == "best_worst":
+    if p.chosen == "gold":
+        wrong = [c for c in reversed(ranked) if not c["correct"]]  # worst first
+        pairs = [_pair(prompt, gold, c["completion"], p.gold_score, c["score"], f"{p.strategy}+gold")
+                 for c in wrong[: p.max_pairs_per_prompt]]
+    elif p.strategy == "best_worst":
         best, worst = ranked[0], ranked[-1]
         if best["score"] - worst["score"] >= p.min_margin and best["score"] > worst["score"]:
             pairs.append(_pair(prompt, best["completion"], worst["completion"], best["score"], worst["score"],
@@ -53,12 +59,11 @@ def pairs_for_prompt(prompt: dict, candidates: list[dict], p: DictConfig, verifi
     reason = "all_correct" if all_correct else "all_wrong" if all_wrong else "margin_too_small"
     if p.on_tie != "hard_negative" or reason == "margin_too_small":
         return [], reason
-    gold = completion_text(prompt["reasoning"], prompt["sql"])
-    if all_correct:  # a correct answer of the model's own over a controlled corruption of the gold SQL
+    if all_correct:  # a correct answer (the model's own, or gold) over a controlled corruption of the gold SQL
         bad = corrupt_sql(prompt["sql"], verifier, rng)
         if bad is None:
             return [], reason
-        best = ranked[0]
+        best = {"completion": gold, "score": p.gold_score} if p.chosen == "gold" else ranked[0]
         reasoning = extract_reasoning(best["completion"]) or prompt["reasoning"]
         return [_pair(prompt, best["completion"], completion_text(reasoning, bad[0]), best["score"],
                       p.hard_negative_score, f"{p.strategy}+hard_negative:{bad[1]}")], None
