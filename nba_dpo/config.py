@@ -197,7 +197,7 @@ class Pairs:
     min_margin: float = 0.5
     max_pairs_per_prompt: int = 1
     on_tie: str = "hard_negative"
-    chosen: str = "best"
+    chosen: str = "gold"
     hard_negative_score: float = 0.0
     gold_score: float = 11.0
     test_fraction: float = 0.1

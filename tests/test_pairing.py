@@ -50,7 +50,8 @@ def test_composite_ranks_correctness_then_execution_then_brevity(verifier):
 
 def test_best_worst(verifier):
     cands = candidates(verifier, [WRONG, RIGHT, BROKEN, RIGHT, RIGHT_LONG])
-    pairs, reason = pairs_for_prompt(PROMPT, cands, pairs_cfg("best_worst", chosen="best"), verifier, random.Random(0))
+    pairs, reason = pairs_for_prompt(PROMPT, cands, pairs_cfg("best_worst", chosen="best"), verifier,
+                                     random.Random(0))
     assert reason is None and len(pairs) == 1
     assert pairs[0]["chosen"] == RIGHT and pairs[0]["rejected"] == BROKEN and pairs[0]["margin"] > 10
     assert pairs[0]["strategy"] == "best_worst"

@@ -63,10 +63,10 @@ def pairs_for_prompt(prompt: dict, candidates: list[dict], p: DictConfig, verifi
         bad = corrupt_sql(prompt["sql"], verifier, rng)
         if bad is None:
             return [], reason
-        best = {"completion": gold, "score": p.gold_score} if p.chosen == "gold" else ranked[0]
-        reasoning = extract_reasoning(best["completion"]) or prompt["reasoning"]
-        return [_pair(prompt, best["completion"], completion_text(reasoning, bad[0]), best["score"],
-                      p.hard_negative_score, f"{p.strategy}+hard_negative:{bad[1]}")], None
+        chosen, score = (gold, p.gold_score) if p.chosen == "gold" else (ranked[0]["completion"], ranked[0]["score"])
+        reasoning = extract_reasoning(chosen) or prompt["reasoning"]
+        return [_pair(prompt, chosen, completion_text(reasoning, bad[0]), score, p.hard_negative_score,
+                      f"{p.strategy}+hard_negative:{bad[1]}")], None
     worst = ranked[-1]  # all wrong: the gold answer over the model's worst
     return [_pair(prompt, gold, worst["completion"], p.gold_score, worst["score"], f"{p.strategy}+gold")], None
 
