@@ -34,10 +34,6 @@ from nba_dpo.prefs.ref_logprobs import RefLogProbs
 from nba_dpo.training.common import StepTimer
 from nba_dpo.training.dpo import REF_COLUMNS, score_completion_tokens_only, train_dpo
 
-# A Llama of ~51M parameters on the tiny tokenizer: large enough for ZeRO's partitioning to show in memory.
-BIG = dict(vocab_size=2048, hidden_size=640, num_layers=10, num_heads=10, intermediate_size=1728,
-           max_position_embeddings=512)
-
 
 def ours(work: Path, model: str, pairs: Path, name: str, *overrides: str) -> dict:
     """One jobs.train_dpo run on 2 Ray Train workers, in a fresh Ray; steady-state step time after 3 steps."""
@@ -97,10 +93,10 @@ def with_ref_logps(model_path: str, rows: list[dict], out: Path) -> Path:
 
 
 def big_model(work: Path, rows: list[dict]) -> tuple[str, int]:
-    from nba_dpo.models.tiny import build_tiny_model
+    from nba_dpo.models.tiny import LLAMA_51M, build_tiny_model
 
     corpus = [r["prompt"] + r["chosen"] for r in rows] + [r["rejected"] for r in rows]
-    path = build_tiny_model(corpus, work / "big_model", seed=0, **BIG)
+    path = build_tiny_model(corpus, work / "big_model", seed=0, **LLAMA_51M)
     n = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(path).parameters())
     print(f"built a {n / 1e6:.1f}M-parameter model for the memory measurements", flush=True)
     return str(path), n

