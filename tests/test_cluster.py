@@ -45,6 +45,19 @@ def test_experiments_compose():
             assert compose(config, list(cfg.pipeline.common) + list(cfg.pipeline[stage]))
 
 
+def test_vllm_tokenizer_stages_follow_the_cluster():
+    """ray.data.llm's tokenize/detokenize actors run beside GPU engines only; asked for on a small CPU machine, the
+    job stops with a one-line error instead of waiting forever for CPU slots."""
+    pytest.importorskip("vllm")
+    from nba_dpo.config import validate
+    from nba_dpo.errors import UserError
+
+    assert not validate(compose("generate", ["generate=vllm"])).generate.tokenizer_stages
+    assert compose("generate", ["generate=vllm", "cluster=gpu"]).generate.tokenizer_stages
+    with pytest.raises(UserError, match="needs at least 4 logical CPUs"):
+        validate(compose("generate", ["generate=vllm", "generate.tokenizer_stages=true", "cluster.num_cpus=2"]))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
