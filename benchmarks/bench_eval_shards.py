@@ -41,7 +41,8 @@ def main() -> None:
               "seconds_2_shards": round(times[2], 1), "speedup_2_vs_1": round(times[1] / times[2], 2),
               "same_metrics": metrics[1]["ex_spider"] == metrics[2]["ex_spider"], "goal": ">= 1.5x"}
     print(f"speedup 2 vs 1 shards: {result['speedup_2_vs_1']}x (goal {result['goal']})")
-    out = Path(__file__).parent / "results" / f"eval_shards{f'_samples{args.samples}' if args.samples > 1 else ''}.json"
+    name = f"eval_shards_samples{args.samples}" if args.samples > 1 else "eval_shards"
+    out = Path(__file__).parent / "results" / f"{name}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
 

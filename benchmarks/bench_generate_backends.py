@@ -40,12 +40,11 @@ def run(artifacts: str, name: str, *overrides: str) -> dict:
     return result
 
 
-def compare(artifacts: str, label: str, *overrides: str) -> dict:
-    """The three arms on one model; hf's batch_size (prompts per actor call) comes from `overrides`."""
-    arms = {"hf_1_actor": run(artifacts, f"{label}_hf_1", *overrides, "generate.concurrency=1"),
-            "hf_2_actors": run(artifacts, f"{label}_hf_2", *overrides, "generate.concurrency=2"),
-            "vllm": run(artifacts, f"{label}_vllm", *[o for o in overrides if "batch_size" not in o],
-                        "generate=vllm")}
+def compare(artifacts: str, label: str, overrides: list[str], hf_overrides: tuple[str, ...] = ()) -> dict:
+    """The three arms on one model: `overrides` for all, `hf_overrides` for the hf arms only."""
+    arms = {"hf_1_actor": run(artifacts, f"{label}_hf_1", *overrides, *hf_overrides, "generate.concurrency=1"),
+            "hf_2_actors": run(artifacts, f"{label}_hf_2", *overrides, *hf_overrides, "generate.concurrency=2"),
+            "vllm": run(artifacts, f"{label}_vllm", *overrides, "generate=vllm")}
     speed = {k: v["tokens_per_s"] for k, v in arms.items()}
     arms["ratios"] = {"vllm_vs_hf_1_actor": round(speed["vllm"] / speed["hf_1_actor"], 2),
                       "vllm_vs_hf_2_actors": round(speed["vllm"] / speed["hf_2_actors"], 2),
@@ -76,11 +75,12 @@ def main() -> None:
     results = json.loads(out.read_text()) if args.only and out.exists() else {}
     samples = f"generate.num_samples={args.samples}"
     if args.only != "51m":
-        results["demo"] = compare(args.artifacts, "demo", f"generate.limit={args.prompts}", samples)
+        results["demo"] = compare(args.artifacts, "demo", [f"generate.limit={args.prompts}", samples])
     if args.only != "demo":
         # 16 prompts x 8 samples per hf call: 4 calls, so that 2 actors both have work
-        results["51m"] = compare(args.artifacts, "51m", f"generate.model_path={build_51m_model(args.artifacts)}",
-                                 f"generate.limit={args.prompts_51m}", samples, "generate.batch_size=16")
+        results["51m"] = compare(args.artifacts, "51m", [f"generate.model_path={build_51m_model(args.artifacts)}",
+                                                         f"generate.limit={args.prompts_51m}", samples],
+                                 hf_overrides=("generate.batch_size=16",))
     results["setup"] = {"samples": args.samples, "prompts": {"demo": args.prompts, "51m": args.prompts_51m},
                         "wall_clock_includes_engine_start": True, "goal_vllm_vs_hf": ">= 3x"}
     out.write_text(json.dumps(results, indent=2) + "\n")
