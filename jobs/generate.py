@@ -2,7 +2,7 @@
 log-probs.
 
     python -m jobs.generate paths.artifacts=artifacts/demo                  # hf backend, execution verifier
-    python -m jobs.generate generate=vllm cluster.num_cpus=6                # vLLM engines through ray.data.llm
+    python -m jobs.generate generate=vllm                                   # vLLM engines through ray.data.llm
     python -m jobs.generate score=armorm pairs=margin cluster=gpu           # + ArmoRM rewards on a GPU cluster
 """
 import hydra

@@ -10,13 +10,14 @@ from omegaconf import DictConfig
 from nba_dpo.config import validate
 from nba_dpo.errors import exit_on_user_error
 from nba_dpo.sweep import per_sweep_point
-from nba_dpo.training.sft import train_sft
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="sft")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float:
     cfg = validate(per_sweep_point(cfg, "train.output_dir"))
+    from nba_dpo.training.sft import train_sft  # after validation: --help and config errors skip importing TRL
+
     out = train_sft(cfg)
     print(f"[sft] done in {out['seconds']}s, {out['steps']} steps, loss {out['first_loss']} -> {out['final_loss']}; "
           f"model in {out['output_dir']}")

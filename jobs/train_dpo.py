@@ -10,13 +10,14 @@ from omegaconf import DictConfig
 from nba_dpo.config import validate
 from nba_dpo.errors import exit_on_user_error
 from nba_dpo.sweep import per_sweep_point
-from nba_dpo.training.dpo import train_dpo
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train_dpo")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float:
     cfg = validate(per_sweep_point(cfg, "train.output_dir"))
+    from nba_dpo.training.dpo import train_dpo  # after validation: --help and config errors skip importing TRL
+
     out = train_dpo(cfg)
     print(f"[train_dpo] done in {out['seconds']}s, {out['steps']} steps, reference {out['reference']}, final reward "
           f"accuracy {out['final_reward_accuracy']}, margin {out['final_margin']} (held-out pairs: "

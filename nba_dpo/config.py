@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import os
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -206,6 +207,11 @@ class Pairs:
 
 GROUP_SCHEMAS = {"model": Model, "train": Train, "deepspeed": DeepSpeed, "cluster": Cluster, "eval": Eval,
                  "generate": Generate, "score": Score, "pairs": Pairs}
+
+
+# `--help` opens with the running job's docstring (what it does, example commands): conf/config.yaml's help header
+OmegaConf.register_new_resolver("job_doc", lambda: (sys.modules["__main__"].__doc__ or "").strip() + "\n",
+                                replace=True)
 
 
 def cuda_available() -> bool:
