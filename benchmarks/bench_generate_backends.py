@@ -5,10 +5,12 @@ the hf backend with 1 and 2 actors, on two models:
 - 51m: a 50.9M-parameter Llama built here on the same prompts' tokenizer, with random weights (throughput only:
   its samples run to the token limit on both backends alike), where the forward is most of a step.
 
-    python benchmarks/bench_generate_backends.py --artifacts artifacts/demo [--only demo|51m]
+    python benchmarks/bench_generate_backends.py --artifacts artifacts/demo [--only demo|51m] [--steady]
 
-Wall clock includes Ray start, actor start and vLLM's engine start, as a job sees it. Prints tokens/s and the
-ratios; writes benchmarks/results/generate_backends.json.
+Wall clock includes Ray start, actor start and vLLM's engine start, as a job sees it. With --steady, the hf (2 actors)
+and vLLM arms run again on twice the prompts, and the extra tokens over the extra seconds give each backend's
+steady-state tokens/s, start-up excluded. Prints tokens/s and the ratios; writes
+benchmarks/results/generate_backends.json.
 """
 import argparse
 import json
@@ -40,15 +42,26 @@ def run(artifacts: str, name: str, *overrides: str) -> dict:
     return result
 
 
-def compare(artifacts: str, label: str, overrides: list[str], hf_overrides: tuple[str, ...] = ()) -> dict:
+def compare(artifacts: str, label: str, prompts: int, overrides: list[str], hf_overrides: tuple[str, ...] = (),
+            steady: bool = False) -> dict:
     """The three arms on one model: `overrides` for all, `hf_overrides` for the hf arms only."""
-    arms = {"hf_1_actor": run(artifacts, f"{label}_hf_1", *overrides, *hf_overrides, "generate.concurrency=1"),
-            "hf_2_actors": run(artifacts, f"{label}_hf_2", *overrides, *hf_overrides, "generate.concurrency=2"),
-            "vllm": run(artifacts, f"{label}_vllm", *overrides, "generate=vllm")}
+    arm_overrides = {"hf_1_actor": [*overrides, *hf_overrides, "generate.concurrency=1"],
+                     "hf_2_actors": [*overrides, *hf_overrides, "generate.concurrency=2"],
+                     "vllm": [*overrides, "generate=vllm"]}
+    arms = {arm: run(artifacts, f"{label}_{arm}", f"generate.limit={prompts}", *o) for arm, o in arm_overrides.items()}
     speed = {k: v["tokens_per_s"] for k, v in arms.items()}
     arms["ratios"] = {"vllm_vs_hf_1_actor": round(speed["vllm"] / speed["hf_1_actor"], 2),
                       "vllm_vs_hf_2_actors": round(speed["vllm"] / speed["hf_2_actors"], 2),
                       "hf_2_vs_1_actors": round(speed["hf_2_actors"] / speed["hf_1_actor"], 2)}
+    if steady:
+        marginal = {}
+        for arm in ("hf_2_actors", "vllm"):
+            small = arms[arm]
+            big = arms[f"{arm}_x2"] = run(artifacts, f"{label}_{arm}_x2", f"generate.limit={2 * prompts}",
+                                          *arm_overrides[arm])
+            marginal[arm] = round((big["tokens"] - small["tokens"]) / (big["seconds"] - small["seconds"]), 1)
+        arms["steady_tokens_per_s"] = marginal
+        arms["ratios"]["steady_vllm_vs_hf_2_actors"] = round(marginal["vllm"] / marginal["hf_2_actors"], 2)
     print(label, json.dumps(arms["ratios"]), flush=True)
     return arms
 
@@ -70,19 +83,21 @@ def main() -> None:
     ap.add_argument("--prompts-51m", type=int, default=64, help="prompts on the 51M model")
     ap.add_argument("--samples", type=int, default=8)
     ap.add_argument("--only", choices=["demo", "51m"])
+    ap.add_argument("--steady", action="store_true",
+                    help="also run hf (2 actors) and vLLM on twice the prompts: steady-state tokens/s, start-up excluded")
     args = ap.parse_args()
     out = Path(__file__).parent / "results" / "generate_backends.json"
     results = json.loads(out.read_text()) if args.only and out.exists() else {}
-    samples = f"generate.num_samples={args.samples}"
+    samples = [f"generate.num_samples={args.samples}"]
     if args.only != "51m":
-        results["demo"] = compare(args.artifacts, "demo", [f"generate.limit={args.prompts}", samples])
+        results["demo"] = compare(args.artifacts, "demo", args.prompts, samples, steady=args.steady)
     if args.only != "demo":
         # 16 prompts x 8 samples per hf call: 4 calls, so that 2 actors both have work
-        results["51m"] = compare(args.artifacts, "51m", [f"generate.model_path={build_51m_model(args.artifacts)}",
-                                                         f"generate.limit={args.prompts_51m}", samples],
-                                 hf_overrides=("generate.batch_size=16",))
+        results["51m"] = compare(args.artifacts, "51m", args.prompts_51m,
+                                 [f"generate.model_path={build_51m_model(args.artifacts)}", *samples],
+                                 hf_overrides=("generate.batch_size=16",), steady=args.steady)
     results["setup"] = {"samples": args.samples, "prompts": {"demo": args.prompts, "51m": args.prompts_51m},
-                        "wall_clock_includes_engine_start": True, "goal_vllm_vs_hf": ">= 3x"}
+                        "wall_clock_includes_engine_start": True, "steady": args.steady, "goal_vllm_vs_hf": ">= 3x"}
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")
 
