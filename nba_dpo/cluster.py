@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def worker_env() -> dict[str, str]:
     """Environment every Ray worker gets: offline hub, one op cache for DeepSpeed's JIT builds."""
     keys = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM",
-            "VLLM_CPU_KVCACHE_SPACE", "VLLM_RPC_BASE_PATH", "TMPDIR", "NBA_DPO_FAIL_AT_STEP",
+            "VLLM_RPC_BASE_PATH", "TMPDIR", "NBA_DPO_FAIL_AT_STEP",
             "RAY_TRAIN_ENABLE_PRINT_PATCH")
     env = {k: os.environ[k] for k in keys if k in os.environ}
     env["TORCH_EXTENSIONS_DIR"] = os.environ.get("TORCH_EXTENSIONS_DIR", str(ROOT / ".cache" / "torch_extensions"))

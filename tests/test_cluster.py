@@ -58,6 +58,15 @@ def test_vllm_tokenizer_stages_follow_the_cluster():
         validate(compose("generate", ["generate=vllm", "generate.tokenizer_stages=true", "cluster.num_cpus=2"]))
 
 
+def test_vllm_cpu_kv_cache_must_hold_something():
+    pytest.importorskip("vllm")
+    from nba_dpo.config import validate
+    from nba_dpo.errors import UserError
+
+    with pytest.raises(UserError, match="cpu_kv_cache_gib must be at least 1"):
+        validate(compose("generate", ["generate=vllm", "generate.cpu_kv_cache_gib=0"]))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

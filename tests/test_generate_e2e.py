@@ -117,7 +117,8 @@ def test_vllm_backend(tiny_artifacts):
     pytest.importorskip("vllm")
     cfg = gen_cfg(tiny_artifacts, "vllm", "generate=vllm", "generate.ref_logprobs=false", f"generate.limit={CHUNK}",
                   f"generate.batch_size={CHUNK * N_SAMPLES}", "generate.max_model_len=128",
-                  "generate.engine_kwargs.max_num_seqs=32", "+generate.engine_kwargs.max_num_batched_tokens=128")
+                  "generate.engine_kwargs.max_num_seqs=32", "+generate.engine_kwargs.max_num_batched_tokens=128",
+                  "generate.cpu_kv_cache_gib=1")
     ray.shutdown()  # a fresh local Ray, as a job would start
     try:
         summary = generate_preferences(cfg)

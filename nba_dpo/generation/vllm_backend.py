@@ -17,10 +17,11 @@ def build_vllm_candidates(g: DictConfig, use_gpu: bool):
     extra = {}
     if not use_gpu:
         # on CPUs the engine must not ask for a GPU; `gpu_memory_utilization` is the share of *host* memory vLLM
-        # reserves there (0.92 by default), so keep it small and give the KV cache 1 GiB
+        # reserves there (0.92 by default), so keep it small and size the KV cache in GiB instead
         extra["placement_group_config"] = {"bundles": [{"CPU": 1}] * g.tensor_parallel_size}
         # the engine's worker takes every core: vLLM keeps one back for its front end, which mostly waits on the worker
-        extra["runtime_env"] = {"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}}
+        extra["runtime_env"] = {"env_vars": {"VLLM_CPU_KVCACHE_SPACE": str(g.cpu_kv_cache_gib),
+                                             "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}}
         engine_kwargs.setdefault("gpu_memory_utilization", 0.15)
         # a prefill split over steps makes vLLM rewind the request's seeded generator, which a CPU generator cannot
         # ("CPU Generator does not use offset"): the engine dies once a step's prompts exceed max_num_batched_tokens
