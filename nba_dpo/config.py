@@ -215,6 +215,13 @@ OmegaConf.register_new_resolver("job_doc", lambda: (sys.modules["__main__"].__do
                                 replace=True)
 
 
+def local_ray_cpus(cluster: DictConfig) -> Optional[int]:
+    """The logical CPUs of the Ray cluster the job will start itself (start_ray); None when it joins a running one."""
+    if cluster.address != "local" or os.environ.get("RAY_ADDRESS"):
+        return None
+    return cluster.num_cpus or os.cpu_count() or 1
+
+
 def cuda_available() -> bool:
     import torch
 
@@ -296,11 +303,10 @@ def _check_combinations(cfg: DictConfig) -> None:
         c = cfg.cluster
         if c.use_gpu and c.address == "local" and not cuda_available():
             raise UserError("cluster.use_gpu=true but this machine has no CUDA GPU; use cluster=local on CPU")
-        if c.address == "local" and not os.environ.get("RAY_ADDRESS"):
-            cpus = c.num_cpus or os.cpu_count() or 1
-            if c.num_workers * c.cpus_per_worker > cpus:
-                raise UserError(f"cluster.num_workers={c.num_workers} x cluster.cpus_per_worker={c.cpus_per_worker}"
-                                f" needs more than the {cpus} CPUs of the local Ray cluster")
+        cpus = local_ray_cpus(c)
+        if cpus is not None and c.num_workers * c.cpus_per_worker > cpus:
+            raise UserError(f"cluster.num_workers={c.num_workers} x cluster.cpus_per_worker={c.cpus_per_worker}"
+                            f" needs more than the {cpus} CPUs of the local Ray cluster")
     if "generate" in cfg:
         if cfg.generate.backend not in ("hf", "vllm"):
             raise UserError(f"generate.backend must be hf or vllm, not {cfg.generate.backend!r}")
@@ -314,8 +320,8 @@ def _check_combinations(cfg: DictConfig) -> None:
                 raise UserError("generate.cpu_kv_cache_gib must be at least 1 (GiB of host memory for vLLM's KV cache "
                                 "on CPUs)")
             c = cfg.get("cluster")
-            if c is not None and c.address == "local" and not c.use_gpu and not os.environ.get("RAY_ADDRESS") \
-                    and cfg.generate.tokenizer_stages and (c.num_cpus or os.cpu_count() or 1) < 4:
+            cpus = local_ray_cpus(c) if c is not None and not c.use_gpu else None
+            if cfg.generate.tokenizer_stages and cpus is not None and cpus < 4:
                 raise UserError("generate.tokenizer_stages=true on CPUs needs at least 4 logical CPUs in the local "
                                 "Ray cluster (the tokenize and detokenize actors and the engine each take one): add "
                                 "cluster.num_cpus=6")
