@@ -5,12 +5,13 @@ the hf backend with 1 and 2 actors, on two models:
 - 51m: a 50.9M-parameter Llama built here on the same prompts' tokenizer, with random weights (throughput only:
   its samples run to the token limit on both backends alike), where the forward is most of a step.
 
-    python benchmarks/bench_generate_backends.py --artifacts artifacts/demo [--only demo|51m] [--steady]
+    python benchmarks/bench_generate_backends.py --artifacts artifacts/demo [--only demo|51m] [--steady | --demo-size]
 
 Wall clock includes Ray start, actor start and vLLM's engine start, as a job sees it. With --steady, the hf (2 actors)
 and vLLM arms run again on twice the prompts, and the extra tokens over the extra seconds give each backend's
-steady-state tokens/s, start-up excluded. Prints tokens/s and the ratios; writes
-benchmarks/results/generate_backends.json.
+steady-state tokens/s, start-up excluded. With --demo-size, hf at its best (2 actors) and vLLM run the 51M model at
+the size of the demo's generation, 1,000 prompts x 8 samples, start-up included (about 30 minutes). Prints tokens/s
+and the ratios; writes benchmarks/results/generate_backends.json.
 """
 import argparse
 import json
@@ -43,16 +44,19 @@ def run(artifacts: str, name: str, *overrides: str) -> dict:
 
 
 def compare(artifacts: str, label: str, prompts: int, overrides: list[str], hf_overrides: tuple[str, ...] = (),
-            steady: bool = False) -> dict:
-    """The three arms on one model: `overrides` for all, `hf_overrides` for the hf arms only."""
+            steady: bool = False, hf_1_actor: bool = True) -> dict:
+    """The arms on one model: `overrides` for all, `hf_overrides` for the hf arms only."""
     arm_overrides = {"hf_1_actor": [*overrides, *hf_overrides, "generate.concurrency=1"],
                      "hf_2_actors": [*overrides, *hf_overrides, "generate.concurrency=2"],
                      "vllm": [*overrides, "generate=vllm"]}
+    if not hf_1_actor:
+        del arm_overrides["hf_1_actor"]
     arms = {arm: run(artifacts, f"{label}_{arm}", f"generate.limit={prompts}", *o) for arm, o in arm_overrides.items()}
     speed = {k: v["tokens_per_s"] for k, v in arms.items()}
-    arms["ratios"] = {"vllm_vs_hf_1_actor": round(speed["vllm"] / speed["hf_1_actor"], 2),
-                      "vllm_vs_hf_2_actors": round(speed["vllm"] / speed["hf_2_actors"], 2),
-                      "hf_2_vs_1_actors": round(speed["hf_2_actors"] / speed["hf_1_actor"], 2)}
+    arms["ratios"] = {"vllm_vs_hf_2_actors": round(speed["vllm"] / speed["hf_2_actors"], 2)}
+    if hf_1_actor:
+        arms["ratios"] |= {"vllm_vs_hf_1_actor": round(speed["vllm"] / speed["hf_1_actor"], 2),
+                           "hf_2_vs_1_actors": round(speed["hf_2_actors"] / speed["hf_1_actor"], 2)}
     if steady:
         marginal = {}
         for arm in ("hf_2_actors", "vllm"):
@@ -76,6 +80,12 @@ def build_51m_model(artifacts: str) -> str:
     return str(path)
 
 
+def on_51m(artifacts: str, samples: list[str]) -> tuple[list[str], tuple[str, ...]]:
+    """compare()'s overrides for the 51M model: for all arms, and for the hf arms (16 prompts x 8 samples per call:
+    4 calls even at 64 prompts, so that 2 actors both have work)."""
+    return [f"generate.model_path={build_51m_model(artifacts)}", *samples], ("generate.batch_size=16",)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--artifacts", required=True, help="a folder with data/ and models/sft (run the demo first)")
@@ -83,21 +93,27 @@ def main() -> None:
     ap.add_argument("--prompts-51m", type=int, default=64, help="prompts on the 51M model")
     ap.add_argument("--samples", type=int, default=8)
     ap.add_argument("--only", choices=["demo", "51m"])
-    ap.add_argument("--steady", action="store_true",
-                    help="also run hf (2 actors) and vLLM on twice the prompts: steady-state tokens/s, start-up excluded")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--steady", action="store_true",
+                      help="also run hf (2 actors) and vLLM on twice the prompts: steady-state tokens/s, start-up "
+                           "excluded")
+    mode.add_argument("--demo-size", action="store_true",
+                      help="only hf (2 actors) and vLLM on the 51M model, 1,000 prompts (about 30 minutes)")
     args = ap.parse_args()
     out = Path(__file__).parent / "results" / "generate_backends.json"
-    results = json.loads(out.read_text()) if args.only and out.exists() else {}
+    results = json.loads(out.read_text()) if (args.only or args.demo_size) and out.exists() else {}
     samples = [f"generate.num_samples={args.samples}"]
-    if args.only != "51m":
-        results["demo"] = compare(args.artifacts, "demo", args.prompts, samples, steady=args.steady)
-    if args.only != "demo":
-        # 16 prompts x 8 samples per hf call: 4 calls, so that 2 actors both have work
-        results["51m"] = compare(args.artifacts, "51m", args.prompts_51m,
-                                 [f"generate.model_path={build_51m_model(args.artifacts)}", *samples],
-                                 hf_overrides=("generate.batch_size=16",), steady=args.steady)
-    results["setup"] = {"samples": args.samples, "prompts": {"demo": args.prompts, "51m": args.prompts_51m},
-                        "wall_clock_includes_engine_start": True, "steady": args.steady, "goal_vllm_vs_hf": ">= 3x"}
+    if args.demo_size:
+        results["51m_demo_size"] = {**compare(args.artifacts, "51m_demo_size", 1000, *on_51m(args.artifacts, samples), hf_1_actor=False),
+                                    "setup": {"samples": args.samples, "prompts": 1000}}
+    else:
+        if args.only != "51m":
+            results["demo"] = compare(args.artifacts, "demo", args.prompts, samples, steady=args.steady)
+        if args.only != "demo":
+            results["51m"] = compare(args.artifacts, "51m", args.prompts_51m, *on_51m(args.artifacts, samples), steady=args.steady)
+        results["setup"] = {"samples": args.samples, "prompts": {"demo": args.prompts, "51m": args.prompts_51m},
+                            "wall_clock_includes_engine_start": True, "steady": args.steady,
+                            "goal_vllm_vs_hf": ">= 3x"}
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")
 
