@@ -104,13 +104,14 @@ def main() -> None:
     results = json.loads(out.read_text()) if (args.only or args.demo_size) and out.exists() else {}
     samples = [f"generate.num_samples={args.samples}"]
     if args.demo_size:
-        results["51m_demo_size"] = {**compare(args.artifacts, "51m_demo_size", 1000, *on_51m(args.artifacts, samples), hf_1_actor=False),
-                                    "setup": {"samples": args.samples, "prompts": 1000}}
+        arms = compare(args.artifacts, "51m_demo_size", 1000, *on_51m(args.artifacts, samples), hf_1_actor=False)
+        results["51m_demo_size"] = {**arms, "setup": {"samples": args.samples, "prompts": 1000}}
     else:
         if args.only != "51m":
             results["demo"] = compare(args.artifacts, "demo", args.prompts, samples, steady=args.steady)
         if args.only != "demo":
-            results["51m"] = compare(args.artifacts, "51m", args.prompts_51m, *on_51m(args.artifacts, samples), steady=args.steady)
+            results["51m"] = compare(args.artifacts, "51m", args.prompts_51m, *on_51m(args.artifacts, samples),
+                                     steady=args.steady)
         results["setup"] = {"samples": args.samples, "prompts": {"demo": args.prompts, "51m": args.prompts_51m},
                             "wall_clock_includes_engine_start": True, "steady": args.steady,
                             "goal_vllm_vs_hf": ">= 3x"}
