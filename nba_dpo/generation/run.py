@@ -8,6 +8,7 @@ as an error row with its reason.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -64,7 +65,7 @@ def _candidate_dataset(cfg: DictConfig, prompts: list[dict]):
                 for k in range(g.num_samples)]
         # one block per engine call (from_items' default: up to 200 tiny blocks), rounded up: 8,000 rows in 31 blocks
         # of 258 made 31 engine calls of 256 rows and 31 of 2
-        blocks = max(1, -(-len(rows) // g.batch_size))
+        blocks = max(1, math.ceil(len(rows) / g.batch_size))
         ds = build_vllm_candidates(g, cfg.cluster)(ray.data.from_items(rows, override_num_blocks=blocks))
         ds = ds.map_batches(_restore_question, fn_kwargs={"questions": {i["id"]: i["question"] for i in items}},
                             batch_format="numpy")

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
+from nba_dpo.config import local_ray_cpus
+
 
 def build_vllm_candidates(g: DictConfig, cluster: DictConfig):
     """A function ds -> ds mapping prompt rows to candidate rows (completion, n_tokens, error)."""
     from ray.data.llm import build_processor, vLLMEngineProcessorConfig
-
-    from nba_dpo.config import local_ray_cpus
 
     engine_kwargs = {"tensor_parallel_size": g.tensor_parallel_size, "max_model_len": g.max_model_len,
                      "seed": g.seed, **OmegaConf.to_container(g.engine_kwargs)}
