@@ -15,6 +15,7 @@ and the ratios; writes benchmarks/results/generate_backends.json.
 """
 import argparse
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -43,9 +44,20 @@ def run(artifacts: str, name: str, *overrides: str) -> dict:
     return result
 
 
-def compare(artifacts: str, label: str, prompts: int, overrides: list[str], hf_overrides: tuple[str, ...] = (),
-            steady: bool = False, hf_1_actor: bool = True) -> dict:
+def machine() -> dict:
+    """The CPU the figures came from: the ratio moves with it (bfloat16 instructions, cores), so each model's entry
+    records it."""
+    cpuinfo = Path("/proc/cpuinfo")
+    first_core = cpuinfo.read_text().split("\n\n")[0] if cpuinfo.exists() else ""
+    fields = {k.strip(): v.strip() for k, v in (ln.split(":", 1) for ln in first_core.splitlines() if ":" in ln)}
+    return {"cpu": fields.get("model name", "unknown"), "cores": os.cpu_count(),
+            "bf16_instructions": [f for f in ("avx512_bf16", "amx_bf16") if f in fields.get("flags", "").split()]}
+
+
+def compare(artifacts: str, label: str, prompts: int, samples: int, overrides: tuple[str, ...] = (),
+            hf_overrides: tuple[str, ...] = (), steady: bool = False, hf_1_actor: bool = True) -> dict:
     """The arms on one model: `overrides` for all, `hf_overrides` for the hf arms only."""
+    overrides = (f"generate.num_samples={samples}", *overrides)
     arm_overrides = {"hf_1_actor": [*overrides, *hf_overrides, "generate.concurrency=1"],
                      "hf_2_actors": [*overrides, *hf_overrides, "generate.concurrency=2"],
                      "vllm": [*overrides, "generate=vllm"]}
@@ -66,6 +78,7 @@ def compare(artifacts: str, label: str, prompts: int, overrides: list[str], hf_o
             marginal[arm] = round((big["tokens"] - small["tokens"]) / (big["seconds"] - small["seconds"]), 1)
         arms["steady_tokens_per_s"] = marginal
         arms["ratios"]["steady_vllm_vs_hf_2_actors"] = round(marginal["vllm"] / marginal["hf_2_actors"], 2)
+    arms["setup"] = {"prompts": prompts, "samples": samples, "steady": steady, "machine": machine()}
     print(label, json.dumps(arms["ratios"]), flush=True)
     return arms
 
@@ -80,10 +93,10 @@ def build_51m_model(artifacts: str) -> str:
     return str(path)
 
 
-def on_51m(artifacts: str, samples: list[str]) -> tuple[list[str], tuple[str, ...]]:
+def on_51m(artifacts: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """compare()'s overrides for the 51M model: for all arms, and for the hf arms (16 prompts x 8 samples per call:
     4 calls even at 64 prompts, so that 2 actors both have work)."""
-    return [f"generate.model_path={build_51m_model(artifacts)}", *samples], ("generate.batch_size=16",)
+    return (f"generate.model_path={build_51m_model(artifacts)}",), ("generate.batch_size=16",)
 
 
 def main() -> None:
@@ -102,19 +115,17 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(__file__).parent / "results" / "generate_backends.json"
     results = json.loads(out.read_text()) if (args.only or args.demo_size) and out.exists() else {}
-    samples = [f"generate.num_samples={args.samples}"]
     if args.demo_size:
-        arms = compare(args.artifacts, "51m_demo_size", 1000, *on_51m(args.artifacts, samples), hf_1_actor=False)
-        results["51m_demo_size"] = {**arms, "setup": {"samples": args.samples, "prompts": 1000}}
+        results["51m_demo_size"] = compare(args.artifacts, "51m_demo_size", 1000, args.samples,
+                                           *on_51m(args.artifacts), hf_1_actor=False)
     else:
         if args.only != "51m":
-            results["demo"] = compare(args.artifacts, "demo", args.prompts, samples, steady=args.steady)
+            results["demo"] = compare(args.artifacts, "demo", args.prompts, args.samples, steady=args.steady)
         if args.only != "demo":
-            results["51m"] = compare(args.artifacts, "51m", args.prompts_51m, *on_51m(args.artifacts, samples),
+            results["51m"] = compare(args.artifacts, "51m", args.prompts_51m, args.samples, *on_51m(args.artifacts),
                                      steady=args.steady)
-        results["setup"] = {"samples": args.samples, "prompts": {"demo": args.prompts, "51m": args.prompts_51m},
-                            "wall_clock_includes_engine_start": True, "steady": args.steady,
-                            "goal_vllm_vs_hf": ">= 3x"}
+    # each model's entry holds its own setup (prompts, samples, machine): `--only` and `--demo-size` rewrite one entry
+    results["setup"] = {"wall_clock_includes_engine_start": True, "goal_vllm_vs_hf": ">= 3x"}
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")
 
