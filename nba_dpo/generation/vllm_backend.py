@@ -8,6 +8,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from nba_dpo.config import local_ray_cpus
+from nba_dpo.generation import vllm_cpu_kernels
 
 
 def build_vllm_candidates(g: DictConfig, cluster: DictConfig):
@@ -35,6 +36,11 @@ def build_vllm_candidates(g: DictConfig, cluster: DictConfig):
         # a prefill split over steps makes vLLM rewind the request's seeded generator, which a CPU generator cannot
         # ("CPU Generator does not use offset"): the engine dies once a step's prompts exceed max_num_batched_tokens
         engine_kwargs.setdefault("enable_chunked_prefill", False)
+        if vllm_cpu_kernels.installed():
+            # RMSNorm through vllm-cpu's C++ kernels instead of vLLM's CPU default, plain torch in float32: decoding
+            # the 51M benchmark model in-process goes from about 2,300 to 2,550 tokens/s
+            engine_kwargs.setdefault("ir_op_priority", {op: [vllm_cpu_kernels.PROVIDER]
+                                                        for op in ("rms_norm", "fused_add_rms_norm")})
     config = vLLMEngineProcessorConfig(
         model_source=g.model_path, engine_kwargs=engine_kwargs, batch_size=g.batch_size, concurrency=g.concurrency,
         chat_template_stage=False, tokenize_stage=g.tokenizer_stages, detokenize_stage=g.tokenizer_stages,
