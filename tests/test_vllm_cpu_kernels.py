@@ -8,12 +8,12 @@ import torch
 pytest.importorskip("vllm")
 from vllm import ir  # noqa: E402
 
-from nba_dpo.generation.vllm_cpu_kernels import PROVIDER, installed, register  # noqa: E402
+from nba_dpo.generation.vllm_cpu_kernels import NAME, PROVIDER, installed, register  # noqa: E402
 
 
 def test_vllm_finds_the_plugin(monkeypatch):
     plugins = {e.name: e.value for e in entry_points(group="vllm.general_plugins")}
-    assert plugins["nba_dpo_cpu_kernels"] == "nba_dpo.generation.vllm_cpu_kernels:register" and installed()
+    assert plugins[NAME] == "nba_dpo.generation.vllm_cpu_kernels:register" and installed()
     monkeypatch.setenv("VLLM_PLUGINS", "lora_filesystem_resolver")  # an allowlist without it: vLLM won't load it
     assert not installed()
 

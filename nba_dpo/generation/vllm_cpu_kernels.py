@@ -22,8 +22,8 @@ def installed() -> bool:
         allowed is None or NAME in allowed.split(","))
 
 
-def _plain(x, weight, variance_size=None) -> bool:
-    """The C++ kernels take a weight of x's dtype, a contiguous x, and normalise over the whole last dimension."""
+def _plain(x, weight, epsilon, variance_size=None) -> bool:
+    """rms_norm's arguments the C++ kernels take: a weight of x's dtype, a contiguous x, the whole last dimension."""
     return variance_size is None and weight is not None and weight.dtype == x.dtype and x.is_contiguous()
 
 
@@ -35,14 +35,12 @@ def register() -> None:
 
     if PROVIDER in ir.ops.rms_norm.impls:
         return
-    has_kernels = current_platform.is_cpu()
-    if has_kernels:
+    on_cpu = current_platform.is_cpu()
+    if on_cpu:
         current_platform.import_kernels()  # loads torch.ops._C, the build for this CPU's instruction set
-        has_kernels = hasattr(torch.ops._C, "rms_norm") and hasattr(torch.ops._C, "fused_add_rms_norm")
+    has_kernels = on_cpu and hasattr(torch.ops._C, "rms_norm") and hasattr(torch.ops._C, "fused_add_rms_norm")
 
-    @ir.ops.rms_norm.register_impl(
-        PROVIDER, supported=has_kernels, supports_args=lambda x, weight, epsilon, variance_size=None: _plain(
-            x, weight, variance_size))
+    @ir.ops.rms_norm.register_impl(PROVIDER, supported=has_kernels, supports_args=_plain)
     def rms_norm(x: Tensor, weight: Tensor | None, epsilon: float, variance_size: int | None = None) -> Tensor:
         out = torch.empty_like(x)
         torch.ops._C.rms_norm(out, x, weight, epsilon)
@@ -50,8 +48,8 @@ def register() -> None:
 
     @ir.ops.fused_add_rms_norm.register_impl(
         PROVIDER, supported=has_kernels, inplace=True,
-        supports_args=lambda x, x_residual, weight, epsilon, variance_size=None: _plain(x, weight, variance_size)
-        and x_residual.is_contiguous())
+        supports_args=lambda x, x_residual, weight, epsilon, variance_size=None: x_residual.is_contiguous()
+        and _plain(x, weight, epsilon, variance_size))
     def fused_add_rms_norm(x: Tensor, x_residual: Tensor, weight: Tensor | None, epsilon: float,
                            variance_size: int | None = None) -> tuple[Tensor, Tensor]:
         # in place: x becomes the normalised sum, x_residual the sum
