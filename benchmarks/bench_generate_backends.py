@@ -83,20 +83,23 @@ def compare(artifacts: str, label: str, prompts: int, samples: int, overrides: t
     return arms
 
 
-def build_51m_model(artifacts: str) -> str:
-    from nba_dpo.models.tiny import LLAMA_51M, build_tiny_model
+def build_bench_model(artifacts: str, name: str = "llama_51m") -> str:
+    """`artifacts`/bench/`name`: a Llama of nba_dpo.models.tiny's `name.upper()` sizes, random weights, on a tokenizer
+    trained on the preference prompts; built once."""
+    from nba_dpo.models import tiny
 
     rows = pq.read_table(Path(artifacts) / "data" / "pref_prompts.parquet").to_pylist()
-    path = Path(artifacts) / "bench" / "llama_51m"
+    path = Path(artifacts) / "bench" / name
     if not (path / "config.json").exists():
-        build_tiny_model([r["question"] + " " + r["sql"] for r in rows], path, seed=0, **LLAMA_51M)
+        tiny.build_tiny_model([r["question"] + " " + r["sql"] for r in rows], path, seed=0,
+                              **getattr(tiny, name.upper()))
     return str(path)
 
 
 def on_51m(artifacts: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """compare()'s overrides for the 51M model: for all arms, and for the hf arms (16 prompts x 8 samples per call:
     4 calls even at 64 prompts, so that 2 actors both have work)."""
-    return (f"generate.model_path={build_51m_model(artifacts)}",), ("generate.batch_size=16",)
+    return (f"generate.model_path={build_bench_model(artifacts)}",), ("generate.batch_size=16",)
 
 
 def main() -> None:

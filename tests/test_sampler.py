@@ -20,11 +20,12 @@ def test_gumbel_sampler_matches_transformers_sampling(temperature, top_k, top_p)
     assert torch.allclose(observed, expected, atol=0.01)  # 4 standard errors of a frequency at 40k draws
 
 
-@pytest.mark.parametrize("sliding", [False, True])
-def test_compacting_decoder_matches_generate(sliding):
-    """Greedy decoding that drops finished rows and attends over the filled KV positions only gives what
-    transformers' generate gives, row for row, on a left-padded batch whose rows end at different steps: for a
-    Llama, and for a Qwen2 whose layers attend to a sliding window of 4 tokens."""
+@pytest.mark.parametrize("kind", ["llama", "qwen2_sliding", "llama_gqa"])
+def test_compacting_decoder_matches_generate(kind):
+    """Greedy decoding that drops finished rows and attends over the filled KV positions only, with the hf backend's
+    attention (`sdpa_grouped_kv`), gives what transformers' generate gives with its own, row for row, on a
+    left-padded batch whose rows end at different steps: for a Llama, a Qwen2 whose layers attend to a sliding window
+    of 4 tokens, and a Llama with two query heads per KV head."""
     from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
 
     from nba_dpo.generation.hf import decode_compacting
@@ -32,8 +33,10 @@ def test_compacting_decoder_matches_generate(sliding):
     torch.manual_seed(0)
     sizes = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                  num_key_value_heads=2, initializer_range=0.3)  # large weights: position-sensitive
-    config = (Qwen2Config(**sizes, use_sliding_window=True, sliding_window=4, max_window_layers=0) if sliding
-              else LlamaConfig(**sizes))
+    config = {"llama": lambda: LlamaConfig(**sizes),
+              "qwen2_sliding": lambda: Qwen2Config(**sizes, use_sliding_window=True, sliding_window=4,
+                                                   max_window_layers=0),
+              "llama_gqa": lambda: LlamaConfig(**sizes | dict(num_attention_heads=4))}[kind]()
     model = AutoModelForCausalLM.from_config(config).eval()
     ids = torch.randint(3, 64, (16, 10))
     mask = torch.ones_like(ids)
@@ -49,6 +52,7 @@ def test_compacting_decoder_matches_generate(sliding):
         eos = max(first, key=lambda t: len(first[t]))
         expected = model.generate(ids, attention_mask=mask, max_new_tokens=steps, do_sample=False, pad_token_id=pad,
                                   eos_token_id=eos, cache_implementation="static")[:, 10:]
+        model.set_attn_implementation("sdpa_grouped_kv")
         got = decode_compacting(model, ids, mask, steps, [eos], pad)
     assert len(first[eos]) >= 3  # rows leave the batch at three or more different steps
     assert torch.equal(got[:, :expected.shape[1]], expected)

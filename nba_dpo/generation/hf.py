@@ -8,7 +8,8 @@ Decoding (`decode_compacting`) is a short loop over the model's forward with a p
 reads only the filled positions, and it drops finished rows from the batch as it goes: `generate` keeps stepping
 every row until the batch's longest one ends, which spent half its steps on rows already finished here
 (benchmarks/bench_eval_sampling.py). Sampling is greedy decoding over Gumbel-noised top-k logits
-(`GumbelTopKSampler`): transformers' distribution at a fraction of `torch.multinomial`'s cost on CPU.
+(`GumbelTopKSampler`): transformers' distribution at a fraction of `torch.multinomial`'s cost on CPU. Attention
+(`sdpa_grouped_kv`) keeps grouped-query KV heads grouped.
 """
 from __future__ import annotations
 
@@ -17,19 +18,40 @@ import os
 
 import numpy as np
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList, PreTrainedModel
+from transformers import (AttentionInterface, AttentionMaskInterface, AutoModelForCausalLM, AutoTokenizer,
+                          LogitsProcessor, LogitsProcessorList, PreTrainedModel)
 from transformers.cache_utils import Cache, StaticLayer
+from transformers.masking_utils import sdpa_mask
+
+
+def sdpa_grouped_kv(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                    attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                    is_causal: bool | None = None, **kwargs) -> tuple[torch.Tensor, None]:
+    """transformers' "sdpa" attention, with grouped-query keys and values passed to torch as they are (`enable_gqa`).
+    Given a padding mask, transformers first copies each KV head to every query head of its group, as CUDA's fused
+    kernels need; torch's CPU kernel takes groups and a mask together, and the copy (of the whole filled cache, every
+    layer and step) made decoding attention about 20x slower on a model with 5 query heads per KV head."""
+    is_causal = getattr(module, "is_causal", True) if is_causal is None else is_causal
+    out = torch.nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling,
+        is_causal=bool(query.shape[2] > 1 and attention_mask is None and is_causal), enable_gqa=True)
+    return out.transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register("sdpa_grouped_kv", sdpa_grouped_kv)
+AttentionMaskInterface.register("sdpa_grouped_kv", sdpa_mask)
 
 
 class HFGenerator:
     """decoder="compact" (the default) runs `decode_compacting`; "generate" runs transformers' `generate` with a
     static cache, sampling with the Gumbel sampler or, with sampler="multinomial", transformers' own sampling: the
-    baselines of benchmarks/bench_eval_sampling.py."""
+    baselines of benchmarks/bench_eval_sampling.py. attention="sdpa" is transformers' own, the baseline of
+    benchmarks/bench_hf_attention.py."""
 
     def __init__(self, model_path: str, max_new_tokens: int, greedy: bool = True, num_samples: int = 0,
                  temperature: float = 1.0, top_p: float = 1.0, top_k: int = 50, seed: int = 0,
                  dtype: str = "float32", threads: int = 1, sample_chunk: int = 32, decoder: str = "compact",
-                 sampler: str = "gumbel"):
+                 sampler: str = "gumbel", attention: str = "sdpa_grouped_kv"):
         if decoder == "compact" and sampler != "gumbel":
             raise ValueError("the compacting decoder samples with the Gumbel sampler only")
         torch.set_num_threads(threads)
@@ -37,7 +59,8 @@ class HFGenerator:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype),
+                                                          attn_implementation=attention).eval()
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = sorted({self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None})
         self.max_new_tokens, self.greedy, self.num_samples = max_new_tokens, greedy, num_samples

@@ -28,6 +28,9 @@ CHAT_TEMPLATE = (
 # to measure: ZeRO's partitioning (bench_dpo), vLLM's kernels against transformers' (bench_generate_backends).
 LLAMA_51M = dict(vocab_size=2048, hidden_size=640, num_layers=10, num_heads=10, intermediate_size=1728,
                  max_position_embeddings=512)
+# The same with 2 KV heads for its 10 query heads (44M parameters), grouped as Llama 3 and Qwen2.5 are: the hf
+# backend's grouped-query attention (bench_hf_attention)
+LLAMA_44M_GQA = dict(LLAMA_51M, num_kv_heads=2)
 
 
 def save_atomically(model, tokenizer, out_dir: Path) -> Path:
@@ -57,13 +60,14 @@ def build_tokenizer(corpus: Iterable[str], vocab_size: int) -> PreTrainedTokeniz
 
 def build_tiny_model(corpus: Iterable[str], out_dir: str | os.PathLike, *, vocab_size: int, hidden_size: int,
                      num_layers: int, num_heads: int, intermediate_size: int, max_position_embeddings: int,
-                     seed: int) -> Path:
-    """Train the tokenizer on `corpus`, initialise the model, save both to `out_dir` (atomically)."""
+                     seed: int, num_kv_heads: int | None = None) -> Path:
+    """Train the tokenizer on `corpus`, initialise the model, save both to `out_dir` (atomically). `num_kv_heads`
+    below `num_heads` makes a grouped-query model, as Llama 3 and Qwen2.5 are."""
     out_dir = Path(out_dir)
     tokenizer = build_tokenizer(corpus, vocab_size)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=intermediate_size,
-        num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_heads,
+        num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_kv_heads or num_heads,
         max_position_embeddings=max_position_embeddings, tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
         torch_dtype="float32")
