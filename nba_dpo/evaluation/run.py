@@ -71,7 +71,7 @@ def generate_and_score(cfg: DictConfig, rows: list[dict]) -> list[dict]:
     import ray
     from transformers import AutoTokenizer
 
-    from nba_dpo.cluster import start_ray
+    from nba_dpo.cluster import one_call_per_actor, start_ray
     from nba_dpo.generation.hf import HFGenerator
     from nba_dpo.models.prompts import build_prompt
 
@@ -84,7 +84,8 @@ def generate_and_score(cfg: DictConfig, rows: list[dict]) -> list[dict]:
               "sql": r["sql"]} for r in rows]
     start_ray(cfg.cluster)
     ds = ray.data.from_items(items, override_num_blocks=max(e.num_shards * 4, 1))
-    ds = ds.map_batches(HFGenerator, batch_size=e.batch_size, concurrency=e.num_shards, num_cpus=1,
+    ds = ds.map_batches(HFGenerator, batch_size=e.batch_size, compute=one_call_per_actor(e.num_shards),
+                        num_cpus=1,
                         fn_constructor_kwargs=dict(model_path=e.model_path, max_new_tokens=e.max_new_tokens,
                                                    greedy=True, num_samples=e.num_samples if e.num_samples > 1 else 0,
                                                    temperature=e.temperature, top_p=e.top_p, top_k=e.top_k,

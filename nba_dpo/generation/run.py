@@ -70,10 +70,12 @@ def _candidate_dataset(cfg: DictConfig, prompts: list[dict]):
         ds = ds.map_batches(_restore_question, fn_kwargs={"questions": {i["id"]: i["question"] for i in items}},
                             batch_format="numpy")
     else:
+        from nba_dpo.cluster import one_call_per_actor
         from nba_dpo.generation.hf import HFCandidates
 
         ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // g.batch_size, 64)))
-        ds = ds.map_batches(HFCandidates, batch_size=g.batch_size, concurrency=g.concurrency, num_cpus=1,
+        ds = ds.map_batches(HFCandidates, batch_size=g.batch_size, compute=one_call_per_actor(g.concurrency),
+                            num_cpus=1,
                             fn_constructor_kwargs=dict(model_path=g.model_path, max_new_tokens=g.max_new_tokens,
                                                        greedy=False, num_samples=g.num_samples,
                                                        temperature=g.temperature, top_p=g.top_p, top_k=g.top_k,
