@@ -92,7 +92,8 @@ def generate_and_score(cfg: DictConfig, rows: list[dict]) -> list[dict]:
                                                    seed=cfg.seed,
                                                    dtype=cfg.model.dtype))
     # no CPU reserved, as in the generate stage: checks run beside generator actors that hold every core
-    ds = ds.map_batches(ExecutionVerifier, batch_size=e.batch_size, concurrency=e.num_shards, num_cpus=0,
+    ds = ds.map_batches(ExecutionVerifier, batch_size=e.batch_size,
+                        compute=ray.data.ActorPoolStrategy(size=e.num_shards), num_cpus=0,
                         fn_constructor_kwargs=dict(db_path=cfg.data.db_path, timeout_s=e.sql_timeout_s))
     scored = {r["id"]: r for r in ds.take_all()}
     count = lambda text: len(tokenizer(text, add_special_tokens=False).input_ids) if text else 0  # noqa: E731

@@ -83,14 +83,15 @@ def _candidate_dataset(cfg: DictConfig, prompts: list[dict]):
                                                        dtype=cfg.model.dtype, sample_chunk=g.batch_size))
     # no CPU reserved: SQLite checks are light, and one that waited for a core would start only once the generator
     # actors holding every core (hf on CPU) had finished, instead of checking their output as it comes
-    ds = ds.map_batches(ExecutionVerifier, batch_size=256, concurrency=1, num_cpus=0,
+    ds = ds.map_batches(ExecutionVerifier, batch_size=256, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0,
                         fn_constructor_kwargs=dict(db_path=cfg.data.db_path, timeout_s=s.sql_timeout_s))
     if s.reward_model:
         from nba_dpo.scoring.reward import RewardScorer
 
         rm = s.reward_model
-        ds = ds.map_batches(RewardScorer, batch_size=rm.batch_size, concurrency=rm.concurrency,
-                            num_gpus=rm.num_gpus, num_cpus=0 if rm.num_gpus else 1,
+        ds = ds.map_batches(RewardScorer, batch_size=rm.batch_size,
+                            compute=ray.data.ActorPoolStrategy(size=rm.concurrency), num_gpus=rm.num_gpus,
+                            num_cpus=0 if rm.num_gpus else 1,
                             fn_constructor_kwargs=dict(model_path=rm.path, kind=rm.kind, dtype=rm.dtype,
                                                        trust_remote_code=rm.trust_remote_code,
                                                        max_length=rm.max_length, use_gpu=rm.num_gpus > 0))
@@ -169,7 +170,7 @@ def add_ref_logprobs(cfg: DictConfig, pairs: list[dict]) -> list[dict]:
     start_ray(cfg.cluster)
     g = cfg.generate
     ds = ray.data.from_items(pairs, override_num_blocks=max(1, min(len(pairs) // 64, 32)))
-    ds = ds.map_batches(RefLogProbs, batch_size=64, concurrency=g.concurrency, num_cpus=1,
+    ds = ds.map_batches(RefLogProbs, batch_size=64, compute=ray.data.ActorPoolStrategy(size=g.concurrency), num_cpus=1,
                         num_gpus=1 if cfg.cluster.use_gpu else 0,
                         fn_constructor_kwargs=dict(model_path=g.ref_model_path, max_length=cfg.model.max_length,
                                                    dtype=cfg.model.dtype, use_gpu=cfg.cluster.use_gpu))
