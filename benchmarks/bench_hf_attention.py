@@ -45,7 +45,8 @@ def main() -> None:
         seconds = time.perf_counter() - start
         tokens = int(out["n_tokens"].sum())
         completions[attention] = list(out["completion"])
-        results[attention] = {"seconds": round(seconds, 1), "tokens": tokens, "tokens_per_s": round(tokens / seconds, 1)}
+        results[attention] = {"seconds": round(seconds, 1), "tokens": tokens,
+                              "tokens_per_s": round(tokens / seconds, 1)}
         print(f"{attention}: {seconds:.1f}s, {tokens / seconds:.0f} tokens/s", flush=True)
     if completions["sdpa"] != completions["sdpa_grouped_kv"]:
         raise SystemExit("the two attentions sampled different completions")
