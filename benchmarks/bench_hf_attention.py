@@ -22,7 +22,7 @@ from bench_generate_backends import build_bench_model, machine
 from nba_dpo.generation.hf import HFCandidates
 from nba_dpo.models.prompts import build_prompt
 
-ATTENTION = ("sdpa", "sdpa_grouped_kv")  # the baseline first
+ATTENTION = {"sdpa": False, "sdpa_grouped_kv": True}  # name: HFCandidates' grouped_kv; the baseline first
 
 
 def main() -> None:
@@ -37,9 +37,9 @@ def main() -> None:
     batch = {"id": np.array([r["id"] for r in rows], dtype=object),
              "prompt": np.array([build_prompt(tok, r["question"], r["schema"], False) for r in rows], dtype=object)}
     results, completions = {}, {}
-    for attention in ATTENTION:
+    for attention, grouped_kv in ATTENTION.items():
         gen = HFCandidates(model, max_new_tokens=160, greedy=False, num_samples=args.samples, seed=0,
-                           sample_chunk=args.prompts, attention=attention)
+                           sample_chunk=args.prompts, grouped_kv=grouped_kv)
         start = time.perf_counter()
         out = gen(batch)
         seconds = time.perf_counter() - start

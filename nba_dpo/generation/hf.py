@@ -45,13 +45,13 @@ AttentionMaskInterface.register("sdpa_grouped_kv", sdpa_mask)
 class HFGenerator:
     """decoder="compact" (the default) runs `decode_compacting`; "generate" runs transformers' `generate` with a
     static cache, sampling with the Gumbel sampler or, with sampler="multinomial", transformers' own sampling: the
-    baselines of benchmarks/bench_eval_sampling.py. attention="sdpa" is transformers' own, the baseline of
-    benchmarks/bench_hf_attention.py."""
+    baselines of benchmarks/bench_eval_sampling.py. grouped_kv=False keeps transformers' own "sdpa" attention, the
+    baseline of benchmarks/bench_hf_attention.py."""
 
     def __init__(self, model_path: str, max_new_tokens: int, greedy: bool = True, num_samples: int = 0,
                  temperature: float = 1.0, top_p: float = 1.0, top_k: int = 50, seed: int = 0,
                  dtype: str = "float32", threads: int = 1, sample_chunk: int = 32, decoder: str = "compact",
-                 sampler: str = "gumbel", attention: str = "sdpa_grouped_kv"):
+                 sampler: str = "gumbel", grouped_kv: bool = True):
         if decoder == "compact" and sampler != "gumbel":
             raise ValueError("the compacting decoder samples with the Gumbel sampler only")
         torch.set_num_threads(threads)
@@ -59,8 +59,10 @@ class HFGenerator:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype),
-                                                          attn_implementation=attention).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).eval()
+        if grouped_kv and self.model.config._attn_implementation == "sdpa":
+            # only in place of sdpa: a model whose default is another attention (eager, flex) keeps it
+            self.model.set_attn_implementation("sdpa_grouped_kv")
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = sorted({self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None})
         self.max_new_tokens, self.greedy, self.num_samples = max_new_tokens, greedy, num_samples
