@@ -102,9 +102,9 @@ def build_bench_model(artifacts: str, name: str = "llama_51m") -> str:
     trained on the preference prompts; built once."""
     from nba_dpo.models import tiny
 
-    rows = pq.read_table(Path(artifacts) / "data" / "pref_prompts.parquet").to_pylist()
     path = Path(artifacts) / "bench" / name
     if not (path / "config.json").exists():
+        rows = pq.read_table(Path(artifacts) / "data" / "pref_prompts.parquet").to_pylist()
         tiny.build_tiny_model([r["question"] + " " + r["sql"] for r in rows], path, seed=0,
                               **getattr(tiny, name.upper()))
     return str(path)
