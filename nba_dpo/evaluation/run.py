@@ -84,13 +84,13 @@ def generate_and_score(cfg: DictConfig, rows: list[dict]) -> list[dict]:
               "sql": r["sql"]} for r in rows]
     start_ray(cfg.cluster)
     ds = ray.data.from_items(items, override_num_blocks=max(e.num_shards * 4, 1))
+    use_gpu = cfg.cluster.use_gpu  # a GPU per shard on a GPU cluster
     ds = ds.map_batches(HFGenerator, batch_size=e.batch_size, compute=one_call_per_actor(e.num_shards),
-                        num_cpus=1,
+                        num_cpus=1, num_gpus=1 if use_gpu else 0,
                         fn_constructor_kwargs=dict(model_path=e.model_path, max_new_tokens=e.max_new_tokens,
                                                    greedy=True, num_samples=e.num_samples if e.num_samples > 1 else 0,
                                                    temperature=e.temperature, top_p=e.top_p, top_k=e.top_k,
-                                                   seed=cfg.seed,
-                                                   dtype=cfg.model.dtype))
+                                                   seed=cfg.seed, dtype=cfg.model.dtype, use_gpu=use_gpu))
     # no CPU reserved, as in the generate stage: checks run beside generator actors that hold every core
     ds = ds.map_batches(ExecutionVerifier, batch_size=e.batch_size,
                         compute=ray.data.ActorPoolStrategy(size=e.num_shards), num_cpus=0,

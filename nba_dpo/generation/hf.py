@@ -1,15 +1,16 @@
 """The `hf` generation backend: a callable class for Ray Data's actor pool running a `transformers` model.
 
-Each actor loads the model once. A batch comes in with a `prompt` column; out come `completion` (greedy, when
-asked), `samples` (num_samples sampled completions, when asked) and their token counts. Sampling is seeded per
-batch from the seed and the batch's first prompt id, so a rerun with the same config gives the same samples.
+Each actor loads the model once, on the GPU Ray gave it (`use_gpu`) or on the CPU. A batch comes in with a `prompt`
+column; out come `completion` (greedy, when asked), `samples` (num_samples sampled completions, when asked) and their
+token counts. Sampling is seeded per batch from the seed and the batch's first prompt id, so a rerun with the same
+config gives the same samples.
 
 Decoding (`decode_compacting`) is a short loop over the model's forward with a preallocated KV cache whose attention
 reads only the filled positions, and it drops finished rows from the batch as it goes: `generate` keeps stepping
 every row until the batch's longest one ends, which spent half its steps on rows already finished here
 (benchmarks/bench_eval_sampling.py). Sampling is greedy decoding over Gumbel-noised top-k logits
-(`GumbelTopKSampler`): transformers' distribution at a fraction of `torch.multinomial`'s cost on CPU. Attention
-(`sdpa_grouped_kv`) keeps grouped-query KV heads grouped.
+(`GumbelTopKSampler`): transformers' distribution at a fraction of `torch.multinomial`'s cost on CPU. Attention on
+CPUs (`sdpa_grouped_kv`) keeps grouped-query KV heads grouped.
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from transformers import (AttentionInterface, AttentionMaskInterface, AutoModelF
                           LogitsProcessor, LogitsProcessorList, PreTrainedModel)
 from transformers.cache_utils import Cache, StaticLayer
 from transformers.masking_utils import sdpa_mask
+
+from nba_dpo.models.device import actor_device
 
 
 def sdpa_grouped_kv(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -46,12 +49,12 @@ class HFGenerator:
     """decoder="compact" (the default) runs `decode_compacting`; "generate" runs transformers' `generate` with a
     static cache, sampling with the Gumbel sampler or, with sampler="multinomial", transformers' own sampling: the
     baselines of benchmarks/bench_eval_sampling.py. grouped_kv=False keeps transformers' own "sdpa" attention, the
-    baseline of benchmarks/bench_hf_attention.py."""
+    baseline of benchmarks/bench_hf_attention.py; on a GPU (use_gpu) it is kept anyway."""
 
     def __init__(self, model_path: str, max_new_tokens: int, greedy: bool = True, num_samples: int = 0,
                  temperature: float = 1.0, top_p: float = 1.0, top_k: int = 50, seed: int = 0,
                  dtype: str = "float32", threads: int = 1, sample_chunk: int = 32, decoder: str = "compact",
-                 sampler: str = "gumbel", grouped_kv: bool = True):
+                 sampler: str = "gumbel", grouped_kv: bool = True, use_gpu: bool = False):
         if decoder == "compact" and sampler != "gumbel":
             raise ValueError("the compacting decoder samples with the Gumbel sampler only")
         torch.set_num_threads(threads)
@@ -59,9 +62,12 @@ class HFGenerator:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).eval()
-        if grouped_kv and self.model.config._attn_implementation == "sdpa":
-            # only in place of sdpa: a model whose default is another attention (eager, flex) keeps it
+        self.device = actor_device(use_gpu)
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(self.device)
+        self.model.eval()
+        if grouped_kv and self.device.type == "cpu" and self.model.config._attn_implementation == "sdpa":
+            # only in place of sdpa: a model whose default is another attention (eager, flex) keeps it; CUDA's fused
+            # kernels are what transformers' copy of the KV heads is for
             self.model.set_attn_implementation("sdpa_grouped_kv")
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = sorted({self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None})
@@ -75,7 +81,7 @@ class HFGenerator:
         """Completions of each prompt `copies` times, prompt-major (those of prompt i at i*copies .. +copies-1):
         greedy, or drawn by `gumbel`; generate_kwargs (transformers' own sampling) need `generate`."""
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        enc = {k: v.repeat_interleave(copies, dim=0) for k, v in enc.items()}
+        enc = {k: v.repeat_interleave(copies, dim=0).to(self.device) for k, v in enc.items()}
         pad = self.tokenizer.pad_token_id
         with torch.inference_mode():
             if self.decoder == "compact" and not generate_kwargs:
@@ -87,6 +93,7 @@ class HFGenerator:
                                           pad_token_id=pad, eos_token_id=self.eos_ids, logits_processor=processors,
                                           **{"do_sample": False, **generate_kwargs})
                 new = out[:, enc["input_ids"].shape[1]:]
+        new = new.cpu()
         texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
         lengths = [int(n) for n in ((new != pad) & ~torch.isin(new, torch.tensor(self.eos_ids))).sum(dim=1)]
         return texts, lengths
@@ -133,16 +140,16 @@ def decode_compacting(model: PreTrainedModel, input_ids: torch.Tensor, attention
     Rows that reached an end-of-sequence token leave the batch, KV cache included (`Cache.reorder_cache`, as beam
     search uses it), once they are `drop_at` of the rows still stepping: each step then costs what the unfinished
     rows need. Positions follow the attention mask, as in `generate`."""
-    batch, prompt_len = input_ids.shape
+    (batch, prompt_len), device = input_ids.shape, input_ids.device
     cache = kv_cache(model.config, max_cache_len=prompt_len + max_new_tokens)
     positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
     logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions, past_key_values=cache,
-                   cache_position=torch.arange(prompt_len), logits_to_keep=1).logits[:, -1]
-    new = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long)
-    rows = torch.arange(batch)  # the batch row of each row still stepping
+                   cache_position=torch.arange(prompt_len, device=device), logits_to_keep=1).logits[:, -1]
+    new = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    rows = torch.arange(batch, device=device)  # the batch row of each row still stepping
     position = positions[:, -1:] + 1
-    ended = torch.zeros(batch, dtype=torch.bool)
-    eos = torch.tensor(eos_ids)
+    ended = torch.zeros(batch, dtype=torch.bool, device=device)
+    eos = torch.tensor(eos_ids, device=device)
     for step in range(max_new_tokens):
         # the sampler reads logits only (GumbelTopKSampler), so no token history is passed
         token = (sampler(None, logits) if sampler else logits).argmax(-1).masked_fill(ended, pad_id)
@@ -157,7 +164,7 @@ def decode_compacting(model: PreTrainedModel, input_ids: torch.Tensor, attention
                                                                               ended))
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(rows), 1)], dim=1)
         logits = model(input_ids=token[:, None], attention_mask=attention_mask, position_ids=position,
-                       past_key_values=cache, cache_position=torch.tensor([prompt_len + step]),
+                       past_key_values=cache, cache_position=torch.tensor([prompt_len + step], device=device),
                        logits_to_keep=1).logits[:, -1]
         position = position + 1
     return new

@@ -73,14 +73,15 @@ def _candidate_dataset(cfg: DictConfig, prompts: list[dict]):
         from nba_dpo.cluster import one_call_per_actor
         from nba_dpo.generation.hf import HFCandidates
 
+        use_gpu = cfg.cluster.use_gpu
         ds = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // g.batch_size, 64)))
         ds = ds.map_batches(HFCandidates, batch_size=g.batch_size, compute=one_call_per_actor(g.concurrency),
-                            num_cpus=1,
+                            num_cpus=1, num_gpus=1 if use_gpu else 0,
                             fn_constructor_kwargs=dict(model_path=g.model_path, max_new_tokens=g.max_new_tokens,
                                                        greedy=False, num_samples=g.num_samples,
                                                        temperature=g.temperature, top_p=g.top_p, top_k=g.top_k,
-                                                       seed=g.seed,
-                                                       dtype=cfg.model.dtype, sample_chunk=g.batch_size))
+                                                       seed=g.seed, dtype=cfg.model.dtype,
+                                                       sample_chunk=g.batch_size, use_gpu=use_gpu))
     # no CPU reserved: SQLite checks are light, and one that waited for a core would start only once the generator
     # actors holding every core (hf on CPU) had finished, instead of checking their output as it comes
     ds = ds.map_batches(ExecutionVerifier, batch_size=256, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from nba_dpo.models.device import actor_device
+
 
 def completion_ids(tokenizer, prompt: str, completion: str, max_length: int) -> tuple[list[int], list[int]]:
     eos = tokenizer.eos_token or ""
@@ -28,7 +30,7 @@ class RefLogProbs:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         torch.set_num_threads(1)
-        self.device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
+        self.device = actor_device(use_gpu)
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(self.device)
         self.model.eval()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from nba_dpo.models.device import actor_device
+
 
 class RewardScorer:
     def __init__(self, model_path: str, kind: str = "sequence_classification", trust_remote_code: bool = False,
@@ -13,7 +15,7 @@ class RewardScorer:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.kind, self.max_length = kind, max_length
-        self.device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
+        self.device = actor_device(use_gpu)
         self.tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
         self.model = AutoModelForSequenceClassification.from_pretrained(
             model_path, trust_remote_code=trust_remote_code, dtype=getattr(torch, dtype)).to(self.device).eval()
