@@ -1,13 +1,16 @@
-"""SFT and DPO steps (TRL + DeepSpeed ZeRO-2, bf16) of a randomly initialised Qwen2.5-0.5B-shaped model on one GPU;
-prints tokens/s and MFU for each. Run through gpu_check.sh."""
+"""SFT and DPO steps (TRL + DeepSpeed ZeRO-2, bf16) of a randomly initialised Qwen2.5-0.5B-shaped model on one GPU,
+printing tokens/s and MFU for each; then the hf backend's decoder (nba_dpo.generation.hf, as the evaluate stage runs
+it on a GPU cluster) against transformers' `generate` on the same model. Run through gpu_check.sh."""
 import argparse
 import json
 import os
 import time
 
+import numpy as np
 import torch
 from datasets import Dataset
-from transformers import AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM, TrainerCallback
+from transformers import (AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config,
+                          Qwen2ForCausalLM, TrainerCallback)
 from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L4": 121.0, "A10G": 125.0}
@@ -38,6 +41,45 @@ def tokenizer(vocab: int):
 def zero2() -> dict:
     return {"train_batch_size": "auto", "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
             "gradient_clipping": "auto", "bf16": {"enabled": True}, "zero_optimization": {"stage": 2}}
+
+
+def decode_check(config, tok, words, prompts: int = 64, new_tokens: int = 128) -> dict:
+    """The hf backend's decoder on the GPU, in bf16: greedy completions of `prompts` prompts against transformers'
+    `generate` (tokens/s, rows identical), then 8 samples per prompt, as the evaluate stage's shards do for pass@8.
+    The model is a Llama of `config`'s shape, as the project's own models are: AutoTokenizer would read a Qwen2
+    folder's tokenizer as Qwen's BPE, not as the word-level one saved here."""
+    from nba_dpo.generation.hf import HFGenerator
+
+    path = "/tmp/gpu_check/decode_model"
+    shape = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+             "num_key_value_heads", "max_position_embeddings", "tie_word_embeddings", "pad_token_id", "eos_token_id")
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(**{k: getattr(config, k) for k in shape})).to(torch.bfloat16).save_pretrained(path)
+    tok.save_pretrained(path)
+    batch = {"id": np.arange(prompts), "prompt": np.array([words(64) for _ in range(prompts)], dtype=object)}
+    warm = {k: v[:4] for k, v in batch.items()}
+    timed = {}
+    for decoder, samples in (("generate", 0), ("compact", 0), ("compact", 8)):
+        gen = HFGenerator(path, max_new_tokens=new_tokens, greedy=True, num_samples=samples, dtype="bfloat16",
+                          use_gpu=True, decoder=decoder, sample_chunk=prompts)
+        gen(warm)
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = gen(batch)
+        torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        tokens = int(out["n_tokens"].sum()) + (sum(sum(s) for s in out["sample_tokens"]) if samples else 0)
+        timed[f"{decoder}_{samples}"] = {"seconds": seconds, "tokens_per_s": tokens / seconds, "out": out}
+        del gen
+        torch.cuda.empty_cache()
+    same = sum(a == b for a, b in zip(timed["generate_0"]["out"]["completion"], timed["compact_0"]["out"]["completion"]))
+    result = {"device": str(torch.cuda.get_device_name(0)), "prompts": prompts, "max_new_tokens": new_tokens,
+              "greedy_rows_identical_to_generate": f"{same}/{prompts}",
+              **{k: {"seconds": v["seconds"], "tokens_per_s": v["tokens_per_s"]} for k, v in timed.items()}}
+    print(f"[gpu_check] hf decoder: greedy {timed['compact_0']['tokens_per_s']:,.0f} tokens/s against generate's "
+          f"{timed['generate_0']['tokens_per_s']:,.0f} ({same}/{prompts} rows identical); greedy + 8 samples "
+          f"{timed['compact_8']['tokens_per_s']:,.0f} tokens/s", flush=True)
+    return result
 
 
 def main():
@@ -95,6 +137,13 @@ def main():
                       "reference": "precomputed log-probs (no reference model in memory)"}
     print(f"[gpu_check] DPO  {name}: {tps:,.0f} tokens/s (chosen+rejected), MFU {results['dpo']['mfu']:.1%}",
           flush=True)
+    del model
+    torch.cuda.empty_cache()
+    try:
+        results["decode"] = decode_check(config, tok, words)
+    except Exception as e:  # the training figures above still count; say why this part did not run
+        results["decode"] = {"error": f"{type(e).__name__}: {e}"}
+        print(f"[gpu_check] hf decoder: failed: {results['decode']['error']}", flush=True)
     out = os.environ.get("OUT")
     if out:
         with open(os.path.join(out, "gpu_check.json"), "w") as f:
