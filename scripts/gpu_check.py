@@ -72,7 +72,8 @@ def decode_check(config, tok, words, prompts: int = 64, new_tokens: int = 128) -
         timed[f"{decoder}_{samples}"] = {"seconds": seconds, "tokens_per_s": tokens / seconds, "out": out}
         del gen
         torch.cuda.empty_cache()
-    same = sum(a == b for a, b in zip(timed["generate_0"]["out"]["completion"], timed["compact_0"]["out"]["completion"]))
+    greedy = (timed[k]["out"]["completion"] for k in ("generate_0", "compact_0"))
+    same = sum(a == b for a, b in zip(*greedy))
     result = {"device": str(torch.cuda.get_device_name(0)), "prompts": prompts, "max_new_tokens": new_tokens,
               "greedy_rows_identical_to_generate": f"{same}/{prompts}",
               **{k: {"seconds": v["seconds"], "tokens_per_s": v["tokens_per_s"]} for k, v in timed.items()}}
@@ -137,7 +138,6 @@ def main():
                       "reference": "precomputed log-probs (no reference model in memory)"}
     print(f"[gpu_check] DPO  {name}: {tps:,.0f} tokens/s (chosen+rejected), MFU {results['dpo']['mfu']:.1%}",
           flush=True)
-    del model
     torch.cuda.empty_cache()
     try:
         results["decode"] = decode_check(config, tok, words)
