@@ -13,7 +13,8 @@ the hf backend with 1 and 2 actors, on three models:
 
 Wall clock includes Ray start, actor start and vLLM's engine start, as a job sees it. With --steady, the hf (2 actors)
 and vLLM arms run again on twice the prompts, and the extra tokens over the extra seconds give each backend's
-steady-state tokens/s, start-up excluded. With --demo-size, hf at its best (2 actors) and vLLM run the 51M model at
+steady-state tokens/s, start-up excluded; and vLLM's engine also runs alone, `vllm.LLM.generate` in one Ray task
+with the backend's settings and requests, to show what the pipeline around the engine costs. With --demo-size, hf at its best (2 actors) and vLLM run the 51M model at
 the size of the demo's generation, 1,000 prompts x 8 samples, start-up included (about 30 minutes). Prints tokens/s
 and the ratios; writes benchmarks/results/generate_backends.json.
 """
@@ -27,8 +28,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import ray
 
+from nba_dpo.cluster import start_ray
 from nba_dpo.config import compose, validate
-from nba_dpo.generation.run import generate_candidates, load_prompts
+from nba_dpo.generation.run import generate_candidates, load_prompts, sample_rows
+from nba_dpo.generation.vllm_backend import engine_settings, sampling_params
 
 
 def run(artifacts: str, name: str, *overrides: str) -> dict:
@@ -44,6 +47,37 @@ def run(artifacts: str, name: str, *overrides: str) -> dict:
     tokens = sum(c["n_tokens"] for c in cands)
     result = {"seconds": round(seconds, 1), "tokens": tokens, "tokens_per_s": round(tokens / seconds, 1),
               "pass_rate": round(sum(c["correct"] for c in cands) / len(cands), 3)}
+    print(f"{name:>16}: {result}", flush=True)
+    return result
+
+
+@ray.remote(num_cpus=1)  # the CPU bundle the backend's engine takes
+def _generate_in_process(model_path: str, engine_kwargs: dict, prompts: list[str], params: list[dict]) -> dict:
+    from vllm import LLM, SamplingParams
+
+    llm = LLM(model=model_path, **engine_kwargs)
+    llm.generate(["warm-up"] * 16, SamplingParams(**params[0]), use_tqdm=False)  # vLLM's first steps are slow
+    start = time.perf_counter()
+    outputs = llm.generate(prompts, [SamplingParams(**p) for p in params], use_tqdm=False)
+    seconds = time.perf_counter() - start
+    tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
+    return {"seconds": round(seconds, 1), "tokens": tokens, "tokens_per_s": round(tokens / seconds, 1)}
+
+
+def run_engine_alone(artifacts: str, name: str, *overrides: str) -> dict:
+    """vLLM's engine with nothing around it: `vllm.LLM.generate` in one Ray task, with the vllm backend's engine
+    settings, environment and requests (same prompts, sampling and seeds), but no ray.data.llm, no front-end process
+    and no driver collecting candidates; timed after a warm-up call, so it compares with steady-state figures."""
+    cfg = validate(compose("generate", [f"paths.artifacts={artifacts}", *overrides]))
+    ray.shutdown()
+    start_ray(cfg.cluster)
+    items = [{"id": p["prompt_id"], "prompt": p["prompt"]} for p in load_prompts(cfg)]
+    rows = sample_rows(items, cfg.generate)
+    engine_kwargs, env = engine_settings(cfg.generate, cfg.cluster)
+    params = sampling_params(cfg.generate)
+    task = _generate_in_process.options(runtime_env={"env_vars": env})
+    result = ray.get(task.remote(cfg.generate.model_path, engine_kwargs, [r["prompt"] for r in rows],
+                                 [{**params, "seed": r["seed"]} for r in rows]))
     print(f"{name:>16}: {result}", flush=True)
     return result
 
@@ -87,8 +121,14 @@ def compare(artifacts: str, label: str, prompts: int, samples: int, overrides: t
             big = arms[f"{arm}_x2"] = run(artifacts, f"{label}_{arm}_x2", f"generate.limit={2 * prompts}",
                                           *arm_overrides[arm])
             marginal[arm] = round((big["tokens"] - small["tokens"]) / (big["seconds"] - small["seconds"]), 1)
+        alone = arms["vllm_engine_alone"] = run_engine_alone(artifacts, f"{label}_vllm_engine_alone",
+                                                             f"generate.limit={prompts}", *arm_overrides["vllm"])
+        marginal["vllm_engine_alone"] = alone["tokens_per_s"]
         arms["steady_tokens_per_s"] = marginal
         arms["ratios"]["steady_vllm_vs_hf_2_actors"] = round(marginal["vllm"] / marginal["hf_2_actors"], 2)
+        arms["ratios"]["engine_alone_vs_hf_2_actors_steady"] = round(alone["tokens_per_s"] / marginal["hf_2_actors"],
+                                                                     2)
+        arms["ratios"]["steady_vllm_vs_engine_alone"] = round(marginal["vllm"] / alone["tokens_per_s"], 2)
         if hf_bf16:
             arms["ratios"]["steady_vllm_vs_hf_2_actors_bf16"] = round(marginal["vllm"] / marginal["hf_2_actors_bf16"],
                                                                       2)
@@ -127,7 +167,7 @@ def main() -> None:
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--steady", action="store_true",
                       help="also run hf (2 actors) and vLLM on twice the prompts: steady-state tokens/s, start-up "
-                           "excluded")
+                           "excluded; and vLLM's engine alone, outside the pipeline")
     mode.add_argument("--demo-size", action="store_true",
                       help="only hf (2 actors) and vLLM on the 51M model, 1,000 prompts (about 30 minutes)")
     args = ap.parse_args()

@@ -61,8 +61,7 @@ def _candidate_dataset(cfg: DictConfig, prompts: list[dict]):
     if g.backend == "vllm":
         from nba_dpo.generation.vllm_backend import build_vllm_candidates
 
-        rows = [{**it, "candidate_idx": k, "seed": _seed(g.seed, it["id"], k)} for it in items
-                for k in range(g.num_samples)]
+        rows = sample_rows(items, g)
         # one block per engine call (from_items' default: up to 200 tiny blocks), rounded up: 8,000 rows in 31 blocks
         # of 258 made 31 engine calls of 256 rows and 31 of 2
         blocks = max(1, math.ceil(len(rows) / g.batch_size))
@@ -97,6 +96,12 @@ def _candidate_dataset(cfg: DictConfig, prompts: list[dict]):
                                                        trust_remote_code=rm.trust_remote_code,
                                                        max_length=rm.max_length, use_gpu=rm.num_gpus > 0))
     return ds
+
+
+def sample_rows(items: list[dict], g: DictConfig) -> list[dict]:
+    """The vllm backend's requests: one row per (prompt, sample index), each with its own seed."""
+    return [{**it, "candidate_idx": k, "seed": _seed(g.seed, it["id"], k)} for it in items
+            for k in range(g.num_samples)]
 
 
 def _restore_question(batch: dict, questions: dict) -> dict:

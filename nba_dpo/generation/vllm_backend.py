@@ -11,17 +11,12 @@ from nba_dpo.config import local_ray_cpus
 from nba_dpo.generation import vllm_cpu_kernels
 
 
-def build_vllm_candidates(g: DictConfig, cluster: DictConfig):
-    """A function ds -> ds mapping prompt rows to candidate rows (completion, n_tokens, error)."""
-    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
-
+def engine_settings(g: DictConfig, cluster: DictConfig) -> tuple[dict, dict]:
+    """vLLM's engine kwargs for `generate=vllm`, and the engine process's environment variables (CPUs only)."""
     engine_kwargs = {"tensor_parallel_size": g.tensor_parallel_size, "max_model_len": g.max_model_len,
                      "seed": g.seed, **OmegaConf.to_container(g.engine_kwargs)}
-    extra = {}
+    env = {}
     if not cluster.use_gpu:
-        # on CPUs the engine must not ask for a GPU; `gpu_memory_utilization` is the share of *host* memory vLLM
-        # reserves there (0.92 by default), so keep it small and size the KV cache in GiB instead
-        extra["placement_group_config"] = {"bundles": [{"CPU": 1}] * g.tensor_parallel_size}
         # the engine's worker takes every core: vLLM keeps one back for its front end, which mostly waits on the worker
         env = {"VLLM_CPU_KVCACHE_SPACE": str(g.cpu_kv_cache_gib), "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
         cpus = local_ray_cpus(cluster)
@@ -31,7 +26,8 @@ def build_vllm_candidates(g: DictConfig, cluster: DictConfig):
             # platform keeps "uni" only with V1 multiprocessing off, as it then binds no OpenMP threads: the thread
             # count is set here instead (else Ray's 1 per actor CPU), the cores of the local Ray shared by the engines
             env |= {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "OMP_NUM_THREADS": str(max(1, cpus // g.concurrency))}
-        extra["runtime_env"] = {"env_vars": env}
+        # `gpu_memory_utilization` is the share of *host* memory vLLM reserves on CPUs (0.92 by default), so keep it
+        # small and size the KV cache in GiB instead
         engine_kwargs.setdefault("gpu_memory_utilization", 0.15)
         # a prefill split over steps makes vLLM rewind the request's seeded generator, which a CPU generator cannot
         # ("CPU Generator does not use offset"): the engine dies once a step's prompts exceed max_num_batched_tokens
@@ -41,17 +37,32 @@ def build_vllm_candidates(g: DictConfig, cluster: DictConfig):
             # the 51M benchmark model in-process goes from about 2,300 to 2,550 tokens/s
             engine_kwargs.setdefault("ir_op_priority", {op: [vllm_cpu_kernels.PROVIDER]
                                                         for op in ("rms_norm", "fused_add_rms_norm")})
+    return engine_kwargs, env
+
+
+def sampling_params(g: DictConfig) -> dict:
+    """vLLM's sampling parameters for a candidate, but its seed: one request per sample, each with its own seed."""
+    return {"n": 1, "max_tokens": g.max_new_tokens, "temperature": g.temperature, "top_p": g.top_p, "top_k": g.top_k,
+            "skip_special_tokens": True}
+
+
+def build_vllm_candidates(g: DictConfig, cluster: DictConfig):
+    """A function ds -> ds mapping prompt rows to candidate rows (completion, n_tokens, error)."""
+    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+    engine_kwargs, env = engine_settings(g, cluster)
+    extra = {}
+    if not cluster.use_gpu:  # on CPUs the engine must not ask for a GPU
+        extra["placement_group_config"] = {"bundles": [{"CPU": 1}] * g.tensor_parallel_size}
+        extra["runtime_env"] = {"env_vars": env}
     config = vLLMEngineProcessorConfig(
         model_source=g.model_path, engine_kwargs=engine_kwargs, batch_size=g.batch_size, concurrency=g.concurrency,
         chat_template_stage=False, tokenize_stage=g.tokenizer_stages, detokenize_stage=g.tokenizer_stages,
         should_continue_on_error=True, log_engine_metrics=False, **extra)
-    max_tokens, temperature, top_p, top_k = g.max_new_tokens, g.temperature, g.top_p, g.top_k
+    params = sampling_params(g)  # plain values for the closure Ray ships to its workers
     processor = build_processor(
         config,
-        preprocess=lambda row: {**row, "sampling_params": {
-            "n": 1, "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "top_k": top_k,
-            "seed": int(row["seed"]),
-            "skip_special_tokens": True}},
+        preprocess=lambda row: {**row, "sampling_params": {**params, "seed": int(row["seed"])}},
         postprocess=lambda row: {
             **{k: row[k] for k in ("id", "candidate_idx", "prompt", "sql")},
             "completion": row.get("generated_text") or "", "n_tokens": int(row.get("num_generated_tokens") or 0),
