@@ -14,9 +14,9 @@ the hf backend with 1 and 2 actors, on three models:
 Wall clock includes Ray start, actor start and vLLM's engine start, as a job sees it. With --steady, the hf (2 actors)
 and vLLM arms run again on twice the prompts, and the extra tokens over the extra seconds give each backend's
 steady-state tokens/s, start-up excluded; and vLLM's engine also runs alone, `vllm.LLM.generate` in one Ray task
-with the backend's settings and requests, to show what the pipeline around the engine costs. With --demo-size, hf at its best (2 actors) and vLLM run the 51M model at
-the size of the demo's generation, 1,000 prompts x 8 samples, start-up included (about 30 minutes). Prints tokens/s
-and the ratios; writes benchmarks/results/generate_backends.json.
+with the backend's settings and requests, to show what the pipeline around the engine costs. With --demo-size, hf at
+its best (2 actors) and vLLM run the 51M model at the size of the demo's generation, 1,000 prompts x 8 samples,
+start-up included (about 30 minutes). Prints tokens/s and the ratios; writes benchmarks/results/generate_backends.json.
 """
 import argparse
 import json
