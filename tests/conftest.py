@@ -75,3 +75,30 @@ def tiny_prefs(tiny_artifacts):
 
     cfg = gen_cfg(tiny_artifacts, "hf")
     return cfg, generate_preferences(cfg)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3 server (SeaweedFS) on 127.0.0.1 for the session, reached through the standard AWS variables only,
+    which this process (and every process it starts) gets."""
+    from tests.servers import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("s3")).start()
+    server.bucket = server.create_bucket("nba-dpo-tests")  # one bucket: SeaweedFS gives each its own volumes
+    saved = {k: os.environ.get(k) for k in server.env}
+    os.environ.update(server.env)
+    yield server
+    server.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture
+def bucket(s3_server, request) -> str:
+    """A fresh prefix of the session's bucket for one test: s3://nba-dpo-tests/<test name>."""
+    import re
+
+    return f"{s3_server.bucket}/{re.sub(r'[^a-z0-9-]', '-', request.node.name.lower())}"
