@@ -28,10 +28,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import ray
 
+from nba_dpo import storage
 from nba_dpo.cluster import start_ray
 from nba_dpo.config import compose, validate
-from nba_dpo.generation.run import generate_candidates, load_prompts, sample_rows
+from nba_dpo.generation.run import generate_candidates, prompt_ids, sample_rows
 from nba_dpo.generation.vllm_backend import engine_settings, sampling_params
+from nba_dpo.models.prompts import PromptBuilder
 
 
 def run(artifacts: str, name: str, *overrides: str) -> dict:
@@ -40,13 +42,14 @@ def run(artifacts: str, name: str, *overrides: str) -> dict:
     cfg = validate(compose("generate", [f"paths.artifacts={artifacts}", f"generate.output_dir={out}",
                                         "generate.chunk_prompts=100000"] + list(overrides)))
     ray.shutdown()  # every arm starts from a fresh Ray, as a job would
-    prompts = load_prompts(cfg)
+    ids = prompt_ids(cfg)
     start = time.perf_counter()
-    cands, _ = generate_candidates(cfg, prompts)
+    start_ray(cfg)
+    tokens = generate_candidates(cfg, ids)["tokens"]
     seconds = time.perf_counter() - start
-    tokens = sum(c["n_tokens"] for c in cands)
+    correct = storage.read_table(f"{out}/candidates", columns=["correct"]).column(0).to_pylist()
     result = {"seconds": round(seconds, 1), "tokens": tokens, "tokens_per_s": round(tokens / seconds, 1),
-              "pass_rate": round(sum(c["correct"] for c in cands) / len(cands), 3)}
+              "pass_rate": round(sum(correct) / len(correct), 3)}
     print(f"{name:>16}: {result}", flush=True)
     return result
 
@@ -70,8 +73,12 @@ def run_engine_alone(artifacts: str, name: str, *overrides: str) -> dict:
     and no driver collecting candidates; timed after a warm-up call, so it compares with steady-state figures."""
     cfg = validate(compose("generate", [f"paths.artifacts={artifacts}", *overrides]))
     ray.shutdown()
-    start_ray(cfg.cluster)
-    items = [{"id": p["prompt_id"], "prompt": p["prompt"]} for p in load_prompts(cfg)]
+    start_ray(cfg)
+    ids = set(prompt_ids(cfg))
+    pool = [r for r in storage.read_table(cfg.generate.prompts).to_pylist() if r["id"] in ids]
+    built = PromptBuilder(cfg.generate.model_path, cfg.model.include_schema)(
+        {k: [r[k] for r in pool] for k in ("id", "question", "schema")})
+    items = [{"id": i, "prompt": p} for i, p in zip(built["id"], built["prompt"])]
     rows = sample_rows(items, cfg.generate)
     engine_kwargs, env = engine_settings(cfg.generate, cfg.cluster)
     params = sampling_params(cfg.generate)

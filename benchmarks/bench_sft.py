@@ -1,10 +1,8 @@
 """SFT step time by batching, in one run: the same tiny model, data, steps and 2 Ray Train workers, with
 
 - `random`: each worker pads a random batch to its longest example (the baseline);
-- `batch_rebalance`: each step's random batch split across the workers by length (`train.sampler`);
-- `batch_rebalance_packed`: that, with each worker's examples packed into rows of model.max_length tokens
-  (`train.pack_batches`);
-- `random_packed`: random batches, packed (the default).
+- `random_packed`: random batches, each worker's examples packed into rows of model.max_length tokens
+  (`train.pack_batches`, the default).
 
     python benchmarks/bench_sft.py --artifacts artifacts/demo [--steps 120]
 
@@ -23,26 +21,17 @@ from transformers import AutoTokenizer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from nba_dpo.config import compose, validate
-from nba_dpo.training.sft import PackedRowsCollator, prompt_completion_rows, train_sft
+from nba_dpo.training.sft import PackedRowsCollator, prompt_completion, train_sft
 
-SETTINGS = {  # name: (train.sampler, train.pack_batches)
-    "random": ("random", False),
-    "batch_rebalance": ("batch_rebalance", False),
-    "batch_rebalance_packed": ("batch_rebalance", True),
-    "random_packed": ("random", True),
-}
+SETTINGS = {"random": False, "random_packed": True}  # name: train.pack_batches
 
 
-def padded_share(lengths: np.ndarray, per_worker: int, workers: int, rebalance: bool, collator,
-                 seed: int = 0) -> float:
-    """Padding / all tokens the model sees over one epoch: random batches of per_worker x workers examples, sorted by
-    length and split into equal halves when rebalancing (BatchRebalanceSampler also varies the halves' sizes to even
-    their cost), each half through `collator`."""
+def padded_share(lengths: np.ndarray, per_worker: int, workers: int, collator, seed: int = 0) -> float:
+    """Padding / all tokens the model sees over one epoch: random batches of per_worker examples on each of `workers`
+    workers, each through `collator`."""
     order = np.random.default_rng(seed).permutation(len(lengths))
     step = per_worker * workers
     batches = lengths[order[:len(order) // step * step]].reshape(-1, step)
-    if rebalance:
-        batches = np.sort(batches, axis=1)
     fed = sum(collator([{"input_ids": [1] * n, "labels": [1] * n} for n in group])["input_ids"].numel()
               for group in batches.reshape(-1, per_worker))
     return float(1 - batches.sum() / fed)
@@ -56,27 +45,26 @@ def main() -> None:
     artifacts = Path(args.artifacts).resolve()
     work = Path(tempfile.mkdtemp(prefix="bench_sft_"))
     results = {}
-    for name, (sampler, packed) in SETTINGS.items():
+    for name, packed in SETTINGS.items():
         cfg = validate(compose("sft", [
             f"paths.artifacts={work / name}", f"paths.data={artifacts / 'data'}",
             f"model.path={artifacts / 'models' / 'tiny_nba'}", f"run_name=bench-{name}",
-            f"train.sampler={sampler}", f"train.pack_batches={packed}", f"train.max_steps={args.steps}",
+            f"train.pack_batches={packed}", f"train.max_steps={args.steps}",
             "train.save_steps=100000", "train.logging_steps=1000"]))
         ray.shutdown()
         out = train_sft(cfg)
         results[name] = {"steps": out["steps"], "step_s": round(out["step_s"], 3)}
         print(f"{name:>24}: {results[name]}", flush=True)
     tokenizer = AutoTokenizer.from_pretrained(cfg.model.path)
-    rows = prompt_completion_rows(pq.read_table(artifacts / "data" / "sft" / "train.parquet").to_pylist(),
-                                  tokenizer, cfg.model.include_schema)
+    rows = [prompt_completion(r, tokenizer, cfg.model.include_schema)
+            for r in pq.read_table(artifacts / "data" / "sft" / "train.parquet").to_pylist()]
     lengths = np.array([len(tokenizer(r["prompt"] + r["completion"], add_special_tokens=False).input_ids)
                         for r in rows])
-    for name, (sampler, packed) in SETTINGS.items():
+    for name, packed in SETTINGS.items():
         collator = (PackedRowsCollator(pad_token_id=0, max_length=cfg.model.max_length) if packed
                     else DataCollatorForLanguageModeling(pad_token_id=0))
         results[name]["padded_share"] = round(padded_share(
-            lengths, cfg.train.per_device_batch_size, cfg.cluster.num_workers, sampler == "batch_rebalance",
-            collator), 3)
+            lengths, cfg.train.per_device_batch_size, cfg.cluster.num_workers, collator), 3)
     speed = {name: results["random"]["step_s"] / r["step_s"] for name, r in results.items()}
     ratios = {f"{name}_vs_random_speed": round(s, 2) for name, s in speed.items() if name != "random"}
     print("padded share of tokens:", {k: v["padded_share"] for k, v in results.items()})

@@ -19,7 +19,9 @@ def main(cfg: DictConfig) -> float:
     from nba_dpo.training.sft import train_sft  # after validation: --help and config errors skip importing TRL
 
     out = train_sft(cfg)
-    print(f"[sft] done in {out['seconds']}s, {out['steps']} steps, loss {out['first_loss']} -> {out['final_loss']}; "
+    resumed = f" (resumed at step {out['resumed_from_step']})" if out["resumed_from_step"] else ""
+    print(f"[sft] done in {out['seconds']}s, {out['steps']} steps{resumed}, loss {out['first_loss']} -> "
+          f"{out['final_loss']}; "
           f"model in {out['output_dir']}")
     return out["final_loss"]
 

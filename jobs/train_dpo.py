@@ -19,7 +19,9 @@ def main(cfg: DictConfig) -> float:
     from nba_dpo.training.dpo import train_dpo  # after validation: --help and config errors skip importing TRL
 
     out = train_dpo(cfg)
-    print(f"[train_dpo] done in {out['seconds']}s, {out['steps']} steps, reference {out['reference']}, final reward "
+    resumed = f" (resumed at step {out['resumed_from_step']})" if out["resumed_from_step"] else ""
+    print(f"[train_dpo] done in {out['seconds']}s, {out['steps']} steps{resumed}, reference {out['reference']}, "
+          "final reward "
           f"accuracy {out['final_reward_accuracy']}, margin {out['final_margin']} (held-out pairs: "
           f"{out['heldout_reward_accuracy']}, {out['heldout_margin']}); model in {out['output_dir']}")
     return out["final_reward_accuracy"] or 0.0

@@ -14,6 +14,7 @@ from typing import Any, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from nba_dpo import storage
 from nba_dpo.errors import UserError
 
 
@@ -86,7 +87,6 @@ class Train:
     warmup_ratio: float = 0.0
     weight_decay: float = 0.0
     per_device_batch_size: int = 8
-    sampler: str = "random"        # random | batch_rebalance (SFT only)
     pack_batches: bool = False     # SFT only: each batch's examples packed into rows of model.max_length tokens
     gradient_accumulation_steps: int = 1
     gradient_checkpointing: bool = False
@@ -121,6 +121,7 @@ class Cluster:
     use_gpu: bool = False
     cpus_per_worker: int = 1
     gpus_per_worker: int = 0
+    resources: Optional[dict[str, float]] = None
 
 
 @dataclass
@@ -158,6 +159,7 @@ class Generate:
     batch_size: int = 16
     concurrency: int = 2
     chunk_prompts: int = 256
+    retries: int = 2
     ref_logprobs: bool = True
     output_dir: str = MISSING
     tensor_parallel_size: int = 1
@@ -213,13 +215,19 @@ GROUP_SCHEMAS = {"model": Model, "train": Train, "deepspeed": DeepSpeed, "cluste
 # `--help` opens with the running job's docstring (what it does, example commands): conf/config.yaml's help header
 OmegaConf.register_new_resolver("job_doc", lambda: (sys.modules["__main__"].__doc__ or "").strip() + "\n",
                                 replace=True)
+# Hydra's own outputs (logs, the composed config) need a local folder: beside the artifacts on a disk, under
+# outputs/<scheme>/<bucket>/... for an object-store root
+OmegaConf.register_new_resolver("local_dir", lambda path: os.path.join("outputs", path.replace("://", "/", 1))
+                                if storage.is_uri(path) else path, replace=True)
 
 
 def local_ray_cpus(cluster: DictConfig) -> Optional[int]:
-    """The logical CPUs of the Ray cluster the job will start itself (start_ray); None when it joins a running one."""
+    """The logical CPUs of the Ray cluster the job will start itself (start_ray); None when it joins a running one.
+    By default one more than the machine's cores: Ray Data's light tasks (listing and reading files, building
+    prompts) need a CPU of their own beside the Train workers and generator actors, which hold one per core."""
     if cluster.address != "local" or os.environ.get("RAY_ADDRESS"):
         return None
-    return cluster.num_cpus or os.cpu_count() or 1
+    return cluster.num_cpus or (os.cpu_count() or 1) + 1
 
 
 def cuda_available() -> bool:
@@ -246,6 +254,9 @@ def validate(cfg: DictConfig) -> DictConfig:
     """Type-check and sanity-check the groups present in `cfg`; returns the resolved config."""
     out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     try:
+        root = out.paths.artifacts
+        # every process of the cluster names it the same way: Ray Train workers run in folders of their own
+        out.paths.artifacts = root if storage.is_uri(root) else os.path.abspath(root)
         OmegaConf.resolve(out)
     except OmegaConfBaseException as e:
         raise UserError(f"cannot resolve the config: {str(e).splitlines()[0]}") from None
@@ -276,10 +287,6 @@ def _check_combinations(cfg: DictConfig) -> None:
     if "train" in cfg:
         if cfg.train.method not in ("full", "lora", "qlora"):
             raise UserError(f"train.method must be full, lora or qlora, not {cfg.train.method!r}")
-        if cfg.train.sampler not in ("random", "batch_rebalance"):
-            raise UserError(f"train.sampler must be random or batch_rebalance, not {cfg.train.sampler!r}")
-        if cfg.train.kind == "dpo" and cfg.train.sampler != "random":
-            raise UserError("train.sampler=batch_rebalance is for SFT: TRL's DPO data carries no token lengths")
         if cfg.train.kind == "dpo" and cfg.train.pack_batches:
             raise UserError("train.pack_batches is for SFT: DPO batches pair a chosen and a rejected row per prompt")
         if cfg.train.method == "qlora" and not cuda_available():
@@ -304,9 +311,10 @@ def _check_combinations(cfg: DictConfig) -> None:
         if c.use_gpu and c.address == "local" and not cuda_available():
             raise UserError("cluster.use_gpu=true but this machine has no CUDA GPU; use cluster=local on CPU")
         cpus = local_ray_cpus(c)
-        if cpus is not None and c.num_workers * c.cpus_per_worker > cpus:
+        if cpus is not None and c.num_workers * c.cpus_per_worker >= cpus:
             raise UserError(f"cluster.num_workers={c.num_workers} x cluster.cpus_per_worker={c.cpus_per_worker}"
-                            f" needs more than the {cpus} CPUs of the local Ray cluster")
+                            f" needs more than the {cpus} CPUs of the local Ray cluster, which keeps one for Ray "
+                            "Data's reads")
     if "generate" in cfg:
         if cfg.generate.backend not in ("hf", "vllm"):
             raise UserError(f"generate.backend must be hf or vllm, not {cfg.generate.backend!r}")
@@ -337,9 +345,13 @@ def _check_combinations(cfg: DictConfig) -> None:
     if "score" in cfg and cfg.score.reward_model and cfg.score.reward_model.kind not in (
             "sequence_classification", "armorm"):
         raise UserError("score.reward_model.kind must be sequence_classification or armorm")
-    if "model" in cfg and cfg.model.build is None and not Path(cfg.model.path).is_dir():
-        if os.environ.get("HF_HUB_OFFLINE") == "1" or cfg.model.path.startswith(("/", ".")):
-            raise UserError(f"model {cfg.model.name}: {cfg.model.path} is not a local model folder (and the hub "
+    if "model" in cfg and cfg.model.build is None:
+        path = cfg.model.path
+        if storage.is_uri(path):
+            if not storage.exists(f"{path}/config.json"):
+                raise UserError(f"model {cfg.model.name}: {path} holds no model (no config.json)")
+        elif not Path(path).is_dir() and (os.environ.get("HF_HUB_OFFLINE") == "1" or path.startswith(("/", "."))):
+            raise UserError(f"model {cfg.model.name}: {path} is not a local model folder (and the hub "
                             "is offline); set model.path to a downloaded copy")
 
 

@@ -2,20 +2,18 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Callable
 
 from omegaconf import DictConfig
 
+from nba_dpo import storage
 from nba_dpo.config import compose
 from nba_dpo.errors import UserError
 from nba_dpo.evaluation.pipeline_report import write_pipeline_report
-from nba_dpo.io import write_json
 
 
 def _shared_ray_env(cfg: DictConfig) -> dict[str, str]:
@@ -26,12 +24,12 @@ def _shared_ray_env(cfg: DictConfig) -> dict[str, str]:
 
     from nba_dpo.cluster import start_ray
 
-    start_ray(cfg.cluster)
+    start_ray(cfg)
     return {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
 
 
-def _run(stage: str, args: list[str], done: Path, timings: dict, key: str, env: Callable[[], dict]) -> None:
-    if done.exists():
+def _run(stage: str, args: list[str], done: str, timings: dict, key: str, env: Callable[[], dict]) -> None:
+    if storage.exists(done):
         print(f"[pipeline] {key}: complete ({done}), skipped")
         return
     print(f"[pipeline] {key}: python -m jobs.{stage} {' '.join(args)}", flush=True)
@@ -45,39 +43,40 @@ def _run(stage: str, args: list[str], done: Path, timings: dict, key: str, env: 
 
 def run_pipeline(cfg: DictConfig) -> dict:
     p = cfg.pipeline
-    art = Path(cfg.paths.artifacts)
-    timings_file = art / "report" / "timings.json"
-    timings = json.loads(timings_file.read_text()) if timings_file.exists() else {}
+    art = cfg.paths.artifacts
+    timings_file = f"{art}/report/timings.json"
+    timings = storage.read_json(timings_file) if storage.exists(timings_file) else {}
     common = [f"paths.artifacts={art}", f"seed={cfg.seed}", f"run_name={cfg.run_name}", *p.common]
     shared_env = functools.cache(lambda: _shared_ray_env(cfg))  # Ray starts with the first stage that runs
 
     def run(stage, extra, done, key):
         _run(stage, common + list(extra), done, timings, key, shared_env)
-        write_json(timings, timings_file)
+        storage.write_json(timings, timings_file)
 
-    run("build_data", p.build_data, art / "data" / "manifest.json", "build_data")
-    run("sft", p.sft, art / "models" / "sft" / "config.json", "sft")
+    published = lambda model: f"{model}/{storage.MARKER}"  # noqa: E731
+    run("build_data", p.build_data, f"{art}/data/manifest.json", "build_data")
+    run("sft", p.sft, published(f"{art}/models/sft"), "sft")
     sampling = [f"eval.num_samples={p.eval_samples}"] if p.eval_samples > 1 else []
     run("evaluate", ["eval.name=sft", "eval.model_path=${paths.artifacts}/models/sft", *sampling, *p.evaluate],
-        art / "eval" / "sft" / "metrics.json", "evaluate_sft")
-    policy = art / "models" / "sft"
+        f"{art}/eval/sft/metrics.json", "evaluate_sft")
+    policy = f"{art}/models/sft"
     rounds = []
     # each round samples the next generate.limit prompts of the pool: fresh questions for the newer policy
     limit = compose("generate", common + list(p.generate)).generate.limit
     for r in range(1, p.rounds + 1):
         suffix = "" if p.rounds == 1 else f"_r{r}"
-        prefs, model = art / f"prefs{suffix}", art / "models" / f"dpo{suffix}"
+        prefs, model = f"{art}/prefs{suffix}", f"{art}/models/dpo{suffix}"
         offset = [f"generate.offset={(r - 1) * limit}"] if limit else []
         run("generate", [f"generate.model_path={policy}", f"generate.output_dir={prefs}", *offset, *p.generate],
-            prefs / "summary.json", f"generate{suffix}")
+            f"{prefs}/summary.json", f"generate{suffix}")
         run("train_dpo", [f"train.base_model={policy}", f"train.pairs={prefs}/pairs/train.parquet",
                           f"train.eval_pairs={prefs}/pairs/test.parquet", f"train.output_dir={model}",
                           f"run_name={cfg.run_name}{suffix}", *p.train_dpo],
-            model / "config.json", f"train_dpo{suffix}")
+            published(model), f"train_dpo{suffix}")
         run("evaluate", [f"eval.name=dpo{suffix}", f"eval.model_path={model}", *sampling, *p.evaluate],
-            art / "eval" / f"dpo{suffix}" / "metrics.json", f"evaluate_dpo{suffix}")
-        rounds.append({"round": r, "prefs": str(prefs), "model": str(model), "eval": f"dpo{suffix}"})
+            f"{art}/eval/dpo{suffix}/metrics.json", f"evaluate_dpo{suffix}")
+        rounds.append({"round": r, "prefs": prefs, "model": model, "eval": f"dpo{suffix}"})
         policy = model
     summary = write_pipeline_report(art, rounds, timings)
-    print(f"[pipeline] report in {art / 'report' / 'report.md'}")
+    print(f"[pipeline] report in {art}/report/report.md")
     return summary

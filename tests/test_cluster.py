@@ -111,3 +111,13 @@ def test_submit_to_local_head(tmp_path):
             except ProcessLookupError:
                 break
             time.sleep(2)
+
+
+@pytest.mark.parametrize("path", ["cluster/aws-gpu.yaml", "cluster/kuberay/rayjob.yaml",
+                                  "cluster/kuberay/raycluster.yaml"])
+def test_cluster_files_name_shared_storage(path):
+    """Nodes share no disk: every launcher's commands put paths.artifacts on an object store."""
+    text = (ROOT / path).read_text()
+    assert "paths.artifacts=s3://" in text
+    for cmd in stage_commands(text):
+        assert any(a.startswith("paths.artifacts=s3://") for a in cmd), cmd

@@ -132,10 +132,9 @@ def test_vllm_backend(tiny_artifacts):
 def test_offset_takes_the_next_prompts_of_the_pool(tiny_artifacts):
     """On-policy rounds sample fresh prompts: round k skips the (k - 1) x limit prompts of the earlier rounds."""
     from nba_dpo.errors import UserError
-    from nba_dpo.generation.run import load_prompts
+    from nba_dpo.generation.run import prompt_ids
 
     pool = pq.read_table(gen_cfg(tiny_artifacts, "offset").generate.prompts).column("id").to_pylist()
-    assert [p["prompt_id"] for p in load_prompts(gen_cfg(tiny_artifacts, "offset", "generate.offset=24"))] \
-        == pool[24:48]
+    assert prompt_ids(gen_cfg(tiny_artifacts, "offset", "generate.offset=24")) == pool[24:48]
     with pytest.raises(UserError, match="none after generate.offset"):
-        load_prompts(gen_cfg(tiny_artifacts, "offset", f"generate.offset={len(pool)}"))
+        prompt_ids(gen_cfg(tiny_artifacts, "offset", f"generate.offset={len(pool)}"))

@@ -157,10 +157,9 @@ def test_compose_inside_a_running_hydra_job():
         assert compose_cfg("generate", ["generate.limit=7"]).generate.limit == 7
 
 
-@pytest.mark.parametrize("config,override,message", [("sft", "train.sampler=sorted", "train.sampler must be"),
-                                                      ("train_dpo", "+train.sampler=batch_rebalance", "is for SFT"),
+@pytest.mark.parametrize("config,override,message", [("sft", "+train.sampler=batch_rebalance", "Key 'sampler' not in"),
                                                       ("train_dpo", "+train.pack_batches=true", "is for SFT")])
-def test_bad_sampler_is_one_clear_error(config, override, message):
+def test_bad_batching_is_one_clear_error(config, override, message):
     with pytest.raises(UserError, match=message):
         validate(compose_cfg(config, [override]))
 

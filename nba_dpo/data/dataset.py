@@ -255,15 +255,20 @@ def build_instruction_data(db_path: str | Path, seed: int, sizes: dict[str, int]
 
 def read_byo_questions(db_path: str | Path, questions_path: str | Path) -> list[dict]:
     """Instruction rows (split unset) from a JSONL of {id?, question, gold_sql[, reasoning, difficulty]}; every
-    gold SQL must run in the sandbox, else one sentence names the line."""
-    db_path, questions_path = Path(db_path), Path(questions_path)
+    gold SQL must run in the sandbox, else one sentence names the line. Either file may be local or in storage."""
+    from nba_dpo import storage
+
+    questions_path = str(questions_path)
+    if not storage.exists(str(db_path)):
+        raise UserError(f"database not found: {db_path}")
+    db_path = Path(storage.local_copy(str(db_path)))
     check_sqlite_file(db_path)
-    if not questions_path.is_file():
+    if not storage.exists(questions_path):
         raise UserError(f"questions file not found: {questions_path}")
     ddl = schema_ddl(db_path)
     rows: list[dict] = []
     with Sandbox(db_path, timeout_s=5.0) as sandbox:
-        for lineno, line in enumerate(questions_path.read_text().splitlines(), start=1):
+        for lineno, line in enumerate(storage.read_text(questions_path).splitlines(), start=1):
             if not line.strip():
                 continue
             try:

@@ -2,17 +2,15 @@
 and summary.json (SFT vs the last DPO round)."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from pathlib import PurePosixPath
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
 
+from nba_dpo import storage  # noqa: E402
 from nba_dpo.evaluation.report import pct  # noqa: E402
-from nba_dpo.io import write_json, write_text  # noqa: E402
 
 
 def _headline(m: dict) -> dict:
@@ -21,13 +19,13 @@ def _headline(m: dict) -> dict:
             "mean_completion_tokens": m.get("verbosity", {}).get("mean_completion_tokens")}
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig, uri: str) -> None:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    storage.write_figure(fig, uri)
     plt.close(fig)
 
 
-def _plot_accuracy(evals: dict, path: Path) -> None:
+def _plot_accuracy(evals: dict, path: str) -> None:
     names = list(evals)
     groups = ["overall"] + list(evals[names[0]]["by_difficulty"]) + ["held-out phrasings"]
     fig, ax = plt.subplots(figsize=(9, 3.8))
@@ -44,10 +42,11 @@ def _plot_accuracy(evals: dict, path: Path) -> None:
     _save(fig, path)
 
 
-def _plot_lengths(art: Path, names: list[str], path: Path) -> None:
+def _plot_lengths(art: str, names: list[str], path: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for name in names:
-        tokens = pq.read_table(art / "eval" / name / "predictions.parquet", columns=["n_tokens"]).column(0).to_pylist()
+        tokens = storage.read_table(f"{art}/eval/{name}/predictions.parquet", columns=["n_tokens"]).column(0)
+        tokens = tokens.to_pylist()
         ax.hist(tokens, bins=40, range=(0, 200), alpha=0.5, label=name)
     ax.set_xlabel("completion tokens")
     ax.set_ylabel("questions")
@@ -56,7 +55,7 @@ def _plot_lengths(art: Path, names: list[str], path: Path) -> None:
     _save(fig, path)
 
 
-def _plot_rewards(histories: dict, path: Path) -> None:
+def _plot_rewards(histories: dict, path: str) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.3))
     for name, hist in histories.items():
         for prefix, label, style in (("", name, "-"), ("eval_", f"{name}, held-out pairs", "o--")):
@@ -73,7 +72,7 @@ def _plot_rewards(histories: dict, path: Path) -> None:
     _save(fig, path)
 
 
-def _plot_pass_at_k(evals: dict, path: Path) -> None:
+def _plot_pass_at_k(evals: dict, path: str) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.3))
     for name, m in evals.items():
         ks = sorted(m.get("pass_at_k", {}), key=int)
@@ -85,13 +84,12 @@ def _plot_pass_at_k(evals: dict, path: Path) -> None:
     _save(fig, path)
 
 
-def write_pipeline_report(art: Path, rounds: list[dict], timings: dict) -> dict:
-    out = art / "report"
+def write_pipeline_report(art: str, rounds: list[dict], timings: dict) -> dict:
+    out = f"{art}/report"
     names = ["sft"] + [r["eval"] for r in rounds]
-    evals = {n: json.loads((art / "eval" / n / "metrics.json").read_text()) for n in names}
-    prefs = [json.loads((Path(r["prefs"]) / "summary.json").read_text()) for r in rounds]
-    histories = {Path(r["model"]).name: json.loads((Path(r["model"]) / "log_history.json").read_text())
-                 for r in rounds}
+    evals = {n: storage.read_json(f"{art}/eval/{n}/metrics.json") for n in names}
+    prefs = [storage.read_json(f"{r['prefs']}/summary.json") for r in rounds]
+    histories = {PurePosixPath(r["model"]).name: storage.read_json(f"{r['model']}/log_history.json") for r in rounds}
     last = names[-1]
     summary = {"sft": _headline(evals["sft"]), "dpo": _headline(evals[last]),
                "heldout_phrasings": {"sft_ex_spider": evals["sft"]["heldout_phrasings"]["ex_spider"],
@@ -100,11 +98,10 @@ def write_pipeline_report(art: Path, rounds: list[dict], timings: dict) -> dict:
                "rounds": [{"round": r["round"], "ex_spider": evals[r["eval"]]["ex_spider"],
                            "pairs": p["pairs"]["n"]} for r, p in zip(rounds, prefs)],
                "timings_s": timings}
-    out.mkdir(parents=True, exist_ok=True)
-    _plot_accuracy(evals, out / "ex_before_after.png")
-    _plot_lengths(art, names, out / "completion_lengths.png")
-    _plot_rewards(histories, out / "dpo_rewards.png")
-    _plot_pass_at_k(evals, out / "pass_at_k.png")
+    _plot_accuracy(evals, f"{out}/ex_before_after.png")
+    _plot_lengths(art, names, f"{out}/completion_lengths.png")
+    _plot_rewards(histories, f"{out}/dpo_rewards.png")
+    _plot_pass_at_k(evals, f"{out}/pass_at_k.png")
     lines = ["# nba-dpo report", "", "| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     rows = [("EX Spider", lambda m: pct(m["ex_spider"])), ("EX BIRD", lambda m: pct(m["ex_bird"])),
             ("valid SQL", lambda m: pct(m["valid_sql"])),
@@ -119,6 +116,6 @@ def write_pipeline_report(art: Path, rounds: list[dict], timings: dict) -> dict:
               "Stage timings (s): " + ", ".join(f"{k} {v}" for k, v in timings.items()), "",
               "![accuracy](ex_before_after.png)", "![lengths](completion_lengths.png)",
               "![rewards](dpo_rewards.png)", "![pass@k](pass_at_k.png)", ""]
-    write_text("\n".join(lines), out / "report.md")
-    write_json(summary, out / "summary.json")
+    storage.write_text("\n".join(lines), f"{out}/report.md")
+    storage.write_json(summary, f"{out}/summary.json")
     return summary

@@ -1,14 +1,12 @@
 """summary.md and plots for one evaluation."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from nba_dpo.io import write_text  # noqa: E402
+from nba_dpo import storage  # noqa: E402
 
 
 def pct(x: float) -> str:
@@ -35,7 +33,7 @@ def summary_markdown(name: str, m: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_by_difficulty(name: str, m: dict, path: Path) -> Path:
+def plot_by_difficulty(name: str, m: dict, uri: str) -> str:
     groups = list(m["by_difficulty"])
     fig, ax = plt.subplots(figsize=(7, 3.5))
     xs = range(len(groups))
@@ -47,11 +45,11 @@ def plot_by_difficulty(name: str, m: dict, path: Path) -> Path:
     ax.set_title(f"{name}: execution accuracy by difficulty")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    storage.write_figure(fig, uri)
     plt.close(fig)
-    return path
+    return uri
 
 
-def write_report(name: str, m: dict, out_dir: Path) -> None:
-    write_text(summary_markdown(name, m), out_dir / "summary.md")
-    plot_by_difficulty(name, m, out_dir / "ex_by_difficulty.png")
+def write_report(name: str, m: dict, out_dir: str) -> None:
+    storage.write_text(summary_markdown(name, m), f"{out_dir}/summary.md")
+    plot_by_difficulty(name, m, f"{out_dir}/ex_by_difficulty.png")

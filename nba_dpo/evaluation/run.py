@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from omegaconf import DictConfig
 
+from nba_dpo import storage
 from nba_dpo.data.dataset import completion_text, read_byo_questions, table_names
 from nba_dpo.errors import UserError
 from nba_dpo.evaluation.metrics import compute_metrics
 from nba_dpo.evaluation.report import write_report
-from nba_dpo.io import write_json, write_parquet
 from nba_dpo.scoring.execution import ExecutionVerifier
 from nba_dpo.sql.compare import exact_match
 from nba_dpo.sql.extract import extract_reasoning, extract_sql
@@ -28,20 +26,19 @@ def eval_rows(cfg: DictConfig) -> list[dict]:
     if cfg.data.name == "byo" and cfg.eval.predictions:
         rows = read_byo_questions(cfg.data.db_path, cfg.data.questions)
     else:
-        path = Path(cfg.paths.data) / "sft" / f"{cfg.eval.split}.parquet"
-        if not path.exists():
+        path = f"{cfg.paths.data}/sft/{cfg.eval.split}.parquet"
+        if not storage.exists(path):
             raise UserError(f"{path} does not exist: run `python -m jobs.build_data paths.artifacts="
                             f"{cfg.paths.artifacts}` first")
-        rows = pq.read_table(path).to_pylist()
+        rows = storage.read_table(path).to_pylist()
     return rows[: cfg.eval.limit] if cfg.eval.limit else rows
 
 
-def _read_predictions(path: str) -> dict[str, str]:
+def _read_predictions(p: str) -> dict[str, str]:
     preds = {}
-    p = Path(path)
-    if not p.is_file():
+    if not storage.exists(p):
         raise UserError(f"predictions file not found: {p}")
-    for lineno, line in enumerate(p.read_text().splitlines(), start=1):
+    for lineno, line in enumerate(storage.read_text(p).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -71,29 +68,28 @@ def generate_and_score(cfg: DictConfig, rows: list[dict]) -> list[dict]:
     import ray
     from transformers import AutoTokenizer
 
-    from nba_dpo.cluster import one_call_per_actor, start_ray
+    from nba_dpo.cluster import actor_resources, one_call_per_actor
     from nba_dpo.generation.hf import HFGenerator
     from nba_dpo.models.prompts import build_prompt
 
     e = cfg.eval
-    if not (Path(e.model_path) / "config.json").exists():
+    if not storage.exists(f"{e.model_path}/config.json"):
         raise UserError(f"eval.model_path={e.model_path} is not a model folder (no config.json); train one with "
                         "jobs.sft or point eval.model_path at one")
-    tokenizer = AutoTokenizer.from_pretrained(e.model_path)
+    tokenizer = AutoTokenizer.from_pretrained(storage.local_copy(e.model_path))
     items = [{"id": r["id"], "prompt": build_prompt(tokenizer, r["question"], r["schema"], cfg.model.include_schema),
               "sql": r["sql"]} for r in rows]
-    start_ray(cfg.cluster)
     ds = ray.data.from_items(items, override_num_blocks=max(e.num_shards * 4, 1))
     use_gpu = cfg.cluster.use_gpu  # a GPU per shard on a GPU cluster
     ds = ds.map_batches(HFGenerator, batch_size=e.batch_size, compute=one_call_per_actor(e.num_shards),
-                        num_cpus=1, num_gpus=1 if use_gpu else 0,
+                        **actor_resources(cfg.cluster, num_cpus=1, num_gpus=1 if use_gpu else 0),
                         fn_constructor_kwargs=dict(model_path=e.model_path, max_new_tokens=e.max_new_tokens,
                                                    greedy=True, num_samples=e.num_samples if e.num_samples > 1 else 0,
                                                    temperature=e.temperature, top_p=e.top_p, top_k=e.top_k,
                                                    seed=cfg.seed, dtype=cfg.model.dtype, use_gpu=use_gpu))
     # no CPU reserved, as in the generate stage: checks run beside generator actors that hold every core
     ds = ds.map_batches(ExecutionVerifier, batch_size=e.batch_size,
-                        compute=ray.data.ActorPoolStrategy(size=e.num_shards), num_cpus=0,
+                        compute=ray.data.ActorPoolStrategy(size=e.num_shards), **actor_resources(cfg.cluster, 0),
                         fn_constructor_kwargs=dict(db_path=cfg.data.db_path, timeout_s=e.sql_timeout_s))
     scored = {r["id"]: r for r in ds.take_all()}
     count = lambda text: len(tokenizer(text, add_special_tokens=False).input_ids) if text else 0  # noqa: E731
@@ -111,22 +107,26 @@ def generate_and_score(cfg: DictConfig, rows: list[dict]) -> list[dict]:
 
 def evaluate(cfg: DictConfig) -> dict:
     """Run one evaluation into <artifacts>/eval/<eval.name>/ and return its metrics."""
+    from nba_dpo.cluster import joins_cluster, start_ray
+
     start = time.perf_counter()
+    if not cfg.eval.predictions or joins_cluster(cfg.cluster):  # scoring given SQL needs no Ray of its own
+        start_ray(cfg)
     rows = eval_rows(cfg)
     if cfg.eval.predictions:
         scored = score_predictions(rows, _read_predictions(cfg.eval.predictions), cfg.data.db_path,
                                    cfg.eval.sql_timeout_s)
     else:
         scored = generate_and_score(cfg, rows)
-    tables = {t.lower() for t in table_names(cfg.data.db_path)}
+    tables = {t.lower() for t in table_names(storage.local_copy(cfg.data.db_path))}
     metrics = compute_metrics(scored, tables, pass_k=list(cfg.eval.pass_k), token_counts=not cfg.eval.predictions)
     metrics["seconds"] = round(time.perf_counter() - start, 1)
     metrics["model_path"] = None if cfg.eval.predictions else cfg.eval.model_path
-    out_dir = Path(cfg.paths.artifacts) / "eval" / cfg.eval.name
+    out_dir = f"{cfg.paths.artifacts}/eval/{cfg.eval.name}"
     columns = PREDICTION_COLUMNS + [c for c in ("completion", "n_tokens", "samples_correct") if c in scored[0]]
     table = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in scored])
-    write_parquet(table, out_dir / "predictions.parquet")
+    storage.write_parquet(table, f"{out_dir}/predictions.parquet")
     write_report(cfg.eval.name, metrics, out_dir)
-    write_json(metrics, out_dir / "metrics.json")  # last: marks a complete evaluation
+    storage.write_json(metrics, f"{out_dir}/metrics.json")  # last: marks a complete evaluation
     return metrics
 

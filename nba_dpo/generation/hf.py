@@ -24,6 +24,7 @@ from transformers import (AttentionInterface, AttentionMaskInterface, AutoModelF
 from transformers.cache_utils import Cache, StaticLayer
 from transformers.masking_utils import sdpa_mask
 
+from nba_dpo import storage
 from nba_dpo.models.device import actor_device
 
 
@@ -58,6 +59,7 @@ class HFGenerator:
         if decoder == "compact" and sampler != "gumbel":
             raise ValueError("the compacting decoder samples with the Gumbel sampler only")
         torch.set_num_threads(threads)
+        model_path = storage.local_copy(model_path)  # fetched once per node from an object store
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:

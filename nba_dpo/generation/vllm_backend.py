@@ -1,11 +1,17 @@
 """The `vllm` generation backend: vLLM engines as Ray Data actors through `ray.data.llm`.
 
 Each prompt is expanded into one row per sample with its own seed (ray.data.llm returns the first output of each
-request), so candidates are reproducible row by row and vLLM's prefix cache shares the prompt.
+request), so candidates are reproducible row by row and vLLM's prefix cache shares the prompt. A model folder on an
+object store is fetched by ray.data.llm itself, on each engine's node (boto3, the standard AWS variables).
 """
 from __future__ import annotations
 
+import os
+
 from omegaconf import DictConfig, OmegaConf
+
+# what a prompt row carries through the engine, besides its completion
+PASSTHROUGH = ("id", "candidate_idx", "prompt", "sql", "reasoning", "question", "difficulty", "template_id")
 
 from nba_dpo.config import local_ray_cpus
 from nba_dpo.generation import vllm_cpu_kernels
@@ -21,6 +27,7 @@ def engine_settings(g: DictConfig, cluster: DictConfig) -> tuple[dict, dict]:
         env = {"VLLM_CPU_KVCACHE_SPACE": str(g.cpu_kv_cache_gib), "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
         cpus = local_ray_cpus(cluster)
         if cpus:
+            cpus = min(cpus, os.cpu_count() or 1)  # threads for the cores, not Ray's logical CPUs
             # run the worker inside the engine-core process (the "uni" executor ray.data.llm asks for) rather than in
             # a third spawned process that imports torch and vLLM again: ~7 s less start-up, same tokens. vLLM's CPU
             # platform keeps "uni" only with V1 multiprocessing off, as it then binds no OpenMP threads: the thread
@@ -52,8 +59,10 @@ def build_vllm_candidates(g: DictConfig, cluster: DictConfig):
 
     engine_kwargs, env = engine_settings(g, cluster)
     extra = {}
-    if not cluster.use_gpu:  # on CPUs the engine must not ask for a GPU
-        extra["placement_group_config"] = {"bundles": [{"CPU": 1}] * g.tensor_parallel_size}
+    if not cluster.use_gpu or cluster.resources:  # on CPUs the engine must not ask for a GPU
+        bundle = {"CPU": 1, **({"GPU": 1} if cluster.use_gpu else {}), **(cluster.resources or {})}
+        extra["placement_group_config"] = {"bundles": [bundle] * g.tensor_parallel_size}
+    if not cluster.use_gpu:
         extra["runtime_env"] = {"env_vars": env}
     config = vLLMEngineProcessorConfig(
         model_source=g.model_path, engine_kwargs=engine_kwargs, batch_size=g.batch_size, concurrency=g.concurrency,
@@ -64,7 +73,7 @@ def build_vllm_candidates(g: DictConfig, cluster: DictConfig):
         config,
         preprocess=lambda row: {**row, "sampling_params": {**params, "seed": int(row["seed"])}},
         postprocess=lambda row: {
-            **{k: row[k] for k in ("id", "candidate_idx", "prompt", "sql")},
+            **{k: row[k] for k in PASSTHROUGH},
             "completion": row.get("generated_text") or "", "n_tokens": int(row.get("num_generated_tokens") or 0),
             "error": (f"generation failed: {row['__inference_error__']}" if row.get("__inference_error__")
                       else None)})

@@ -19,3 +19,24 @@ def build_prompt(tokenizer, question: str, schema: str | None, include_schema: b
     """The prompt text, ending where the assistant's answer begins."""
     return tokenizer.apply_chat_template(build_messages(question, schema, include_schema, system_prompt),
                                          tokenize=False, add_generation_prompt=True)
+
+
+class PromptBuilder:
+    """Ray Data stage: the `prompt` column from each row's question (and schema, which it consumes), in the chat
+    format of the model at `model_path` (a local, shared or object-store folder, or a hub id)."""
+
+    def __init__(self, model_path: str, include_schema: bool):
+        from transformers import AutoTokenizer
+
+        from nba_dpo import storage
+
+        self.tokenizer = AutoTokenizer.from_pretrained(storage.local_copy(model_path))
+        self.include_schema = include_schema
+
+    def __call__(self, batch: dict) -> dict:
+        import numpy as np
+
+        out = {k: v for k, v in batch.items() if k != "schema"}
+        out["prompt"] = np.array([build_prompt(self.tokenizer, str(q), str(s), self.include_schema)
+                                  for q, s in zip(batch["question"], batch["schema"])], dtype=object)
+        return out

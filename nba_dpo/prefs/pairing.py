@@ -71,15 +71,23 @@ def pairs_for_prompt(prompt: dict, candidates: list[dict], p: DictConfig, verifi
     return [_pair(prompt, gold, worst["completion"], p.gold_score, worst["score"], f"{p.strategy}+gold")], None
 
 
+def prompt_of(candidate: dict) -> dict:
+    """The prompt a candidate row answers, with its gold answer (the candidate contract carries both)."""
+    return {"prompt_id": candidate["prompt_id"], "prompt": candidate["prompt"], "question": candidate["question"],
+            "difficulty": candidate["difficulty"], "template_id": candidate["template_id"],
+            "sql": candidate["gold_sql"], "reasoning": candidate["gold_reasoning"]}
+
+
 def make_pairs(prompts: list[dict], candidates: list[dict], p: DictConfig, verifier, seed: int
                ) -> tuple[list[dict], Counter]:
-    """All pairs, and a Counter of why prompts produced none."""
+    """All pairs, and a Counter of why prompts produced none. Each prompt draws its hard negatives from a generator
+    of its own (seed and prompt id), so its pairs do not depend on which prompts are paired with it."""
     by_prompt: dict[str, list[dict]] = {}
     for c in candidates:
         by_prompt.setdefault(c["prompt_id"], []).append(c)
-    rng = random.Random(seed)
     pairs, reasons = [], Counter()
     for prompt in prompts:
+        rng = random.Random(f"{seed}:{prompt['prompt_id']}")
         got, reason = pairs_for_prompt(prompt, by_prompt.get(prompt["prompt_id"], []), p, verifier, rng)
         pairs += got
         if reason:

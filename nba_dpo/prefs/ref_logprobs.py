@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from nba_dpo import storage
 from nba_dpo.models.device import actor_device
 
 
@@ -31,6 +32,7 @@ class RefLogProbs:
 
         torch.set_num_threads(1)
         self.device = actor_device(use_gpu)
+        model_path = storage.local_copy(model_path)  # fetched once per node from an object store
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(self.device)
         self.model.eval()

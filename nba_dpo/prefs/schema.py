@@ -6,6 +6,7 @@ CANDIDATE_SCHEMA = pa.schema([
     ("sql", pa.string()), ("exec_ok", pa.bool_()), ("correct", pa.bool_()), ("reward", pa.float64()),
     ("n_tokens", pa.int32()), ("score", pa.float64()), ("error", pa.string()),
     ("question", pa.string()), ("difficulty", pa.string()), ("template_id", pa.string()),
+    ("gold_sql", pa.string()), ("gold_reasoning", pa.string()),  # what pairing needs of the prompt
 ])
 
 PAIR_SCHEMA = pa.schema([

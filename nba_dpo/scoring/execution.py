@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nba_dpo import storage
 from nba_dpo.sql.compare import bird_equal, exact_match, has_order_by, spider_equal
 from nba_dpo.sql.extract import extract_sql
 from nba_dpo.sql.sandbox import Sandbox
@@ -22,20 +23,19 @@ class Verdict:
 
 class ExecutionVerifier:
     """One sandbox per instance (per Ray actor); gold results are cached by SQL, and verdicts by (SQL, gold SQL):
-    a prompt's samples often repeat one answer (half of the demo's 8,000 candidates did)."""
+    a prompt's samples often repeat one answer (half of the demo's 8,000 candidates did). Both caches are bounded,
+    so a long stream of prompts does not grow the actor."""
 
     def __init__(self, db_path: str, timeout_s: float = 2.0):
-        self.sandbox = Sandbox(db_path, timeout_s=timeout_s)
-        self._gold: dict[str, tuple[list, bool]] = {}
+        self.sandbox = Sandbox(storage.local_copy(db_path), timeout_s=timeout_s)  # a node-local copy of an object
+        self.gold = functools.lru_cache(maxsize=10_000)(self._gold)
         self.verify_sql = functools.lru_cache(maxsize=100_000)(self._verify_sql)
 
-    def gold(self, gold_sql: str) -> tuple[list, bool]:
-        if gold_sql not in self._gold:
-            r = self.sandbox.run(gold_sql)
-            if not r.ok:
-                raise ValueError(f"gold SQL fails ({r.failure}: {r.message}): {gold_sql}")
-            self._gold[gold_sql] = (r.rows, has_order_by(gold_sql))
-        return self._gold[gold_sql]
+    def _gold(self, gold_sql: str) -> tuple[list, bool]:
+        r = self.sandbox.run(gold_sql)
+        if not r.ok:
+            raise ValueError(f"gold SQL fails ({r.failure}: {r.message}): {gold_sql}")
+        return r.rows, has_order_by(gold_sql)
 
     def _verify_sql(self, sql: str, gold_sql: str) -> Verdict:
         if not sql.strip():

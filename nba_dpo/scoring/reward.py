@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from nba_dpo import storage
 from nba_dpo.models.device import actor_device
 
 
@@ -16,6 +17,7 @@ class RewardScorer:
 
         self.kind, self.max_length = kind, max_length
         self.device = actor_device(use_gpu)
+        model_path = storage.local_copy(model_path)  # fetched once per node from an object store
         self.tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
         self.model = AutoModelForSequenceClassification.from_pretrained(
             model_path, trust_remote_code=trust_remote_code, dtype=getattr(torch, dtype)).to(self.device).eval()

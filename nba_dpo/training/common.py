@@ -1,4 +1,5 @@
-"""What the SFT and DPO recipes share: model loading for training, HF arguments, Ray Train plumbing."""
+"""What the SFT and DPO recipes share: model loading for training, HF arguments, Ray Train plumbing, and each
+worker's Ray Data shard turned into the map-style dataset TRL prepares."""
 from __future__ import annotations
 
 import hashlib
@@ -16,6 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import TrainerCallback
 
+from nba_dpo import storage
 from nba_dpo.training.deepspeed_config import deepspeed_config
 
 FINAL_MODEL_DIR = "model"  # inside the last Ray checkpoint; HF checkpoints live in "checkpoint"
@@ -53,12 +55,6 @@ def load_model_for_training(cfg: DictConfig, path: str):
     return model
 
 
-def worker_path(path: str) -> str:
-    """A local model folder as an absolute path (Ray Train runs each worker in its own directory, where a relative
-    path means nothing); a hub id as it is."""
-    return str(Path(path).resolve()) if Path(path).exists() else path
-
-
 def scratch_dir(run_name: str) -> Path:
     """Per-run local folder of a worker loop: HF checkpoints (under hf/) and the failure hook's markers."""
     return Path(tempfile.gettempdir(), "nba_dpo", run_name)
@@ -71,7 +67,7 @@ def hf_args(cfg: DictConfig, output_dir: str) -> dict:
     return dict(
         output_dir=output_dir, num_train_epochs=t.epochs, max_steps=t.max_steps, learning_rate=t.learning_rate,
         lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_ratio, weight_decay=t.weight_decay,
-        per_device_train_batch_size=t.per_device_batch_size, train_sampling_strategy=t.sampler,
+        per_device_train_batch_size=t.per_device_batch_size,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         gradient_checkpointing=t.gradient_checkpointing, bf16=t.bf16, use_cpu=use_cpu,
         ddp_backend="gloo" if use_cpu else None, ddp_find_unused_parameters=False, logging_steps=t.logging_steps, save_strategy="steps",
@@ -87,15 +83,69 @@ def init_worker(config: dict) -> DictConfig:
     cfg = OmegaConf.create(config["cfg"])
     torch.set_num_threads(max(1, cfg.cluster.cpus_per_worker))
     # transformers' TensorBoardCallback reads this when the trainer is built (rank 0 writes); its default is the
-    # node-local HF output folder, which nobody looks in and which is deleted after the run
-    tensorboard = config["tensorboard_dir"] or scratch_dir(config["run_name"]) / "tensorboard"
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(tensorboard)
+    # node-local HF output folder, which nobody looks in and which is deleted after the run. On a disk or shared
+    # mount the events go straight to the run's folder; for an object store, here first (TensorBoardUpload)
+    tensorboard = config["tensorboard"]
+    os.environ["TENSORBOARD_LOGGING_DIR"] = tensorboard if not storage.is_uri(tensorboard) \
+        else str(scratch_dir(config["run_name"]) / "tensorboard")
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one line per report is noise next to HF's logs
     if cfg.deepspeed.stage == 3:
         import deepspeed
 
         deepspeed.init_distributed(dist_backend="nccl" if cfg.cluster.use_gpu else "gloo")
     return cfg
+
+
+def shard_dataset(name: str, run_name: str):
+    """This worker's share of the Ray Dataset `name` as a map-style `datasets.Dataset` for TRL to prepare as usual;
+    None when the trainer was given no such dataset. Ray Train splits a dataset equally over the workers (the same
+    way on every run: `run_trainer` keeps Ray Data's order), so each worker reads only its share, and the driver
+    none. The share is spooled to a node-local Arrow file and memory-mapped: the worker's memory holds the pages in
+    use, not the share."""
+    import datasets
+    import pyarrow as pa
+    import ray.train
+
+    shard = ray.train.get_dataset_shard(name)
+    if shard is None:
+        return None
+    folder = scratch_dir(run_name) / "data" / f"rank{ray.train.get_context().get_world_rank()}"
+    shutil.rmtree(folder, ignore_errors=True)  # TRL caches its tokenised copy here: never an earlier attempt's
+    folder.mkdir(parents=True)
+    path = folder / f"{name}.arrow"
+    writer = None
+    with pa.OSFile(str(path), "wb") as sink:
+        for batch in shard.iter_batches(batch_size=4096, batch_format="pyarrow"):
+            writer = writer or pa.ipc.new_stream(sink, batch.schema)
+            writer.write_table(batch)
+        if writer is None:
+            raise RuntimeError(f"this worker's share of the {name} dataset is empty")
+        writer.close()
+    return datasets.Dataset.from_file(str(path))
+
+
+class ShardDataloaders:
+    """Trainer mixin for datasets that are this worker's Ray Data shard: accelerate must not split them over the
+    ranks a second time. Its BatchSamplerShard wrapper becomes a passthrough, as transformers makes it for its own
+    rank-aware BatchRebalanceSampler, so the Trainer's sampling, epochs and resume are unchanged. With no rank padding
+    its batches, every gathered row is real: `_drop_last` leaves the loader's remainder unset, which makes
+    `gather_for_metrics` keep all of them instead of cutting the last batch to one rank's remainder."""
+
+    def get_train_dataloader(self):
+        return _whole_shard(super().get_train_dataloader())
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        return _whole_shard(super().get_eval_dataloader(eval_dataset))
+
+
+def _whole_shard(loader):
+    from accelerate.data_loader import BatchSamplerShard
+
+    batches = getattr(loader, "batch_sampler", None)
+    if isinstance(batches, BatchSamplerShard):
+        batches.num_processes, batches.process_index = 1, 0
+        loader._drop_last = True
+    return loader
 
 
 def resume_dir(local: str) -> str | None:
@@ -110,21 +160,23 @@ def resume_dir(local: str) -> str | None:
     return str(hf) if hf.is_dir() else None
 
 
-def fit_and_report(trainer, cfg: DictConfig, tokenizer, scratch: Path) -> None:
+def fit_and_report(trainer, cfg: DictConfig, tokenizer, scratch: Path, tensorboard: str) -> None:
     """The tail of every worker loop: Ray checkpoint reporting, failure hook, resume, train, final model, and the
     node's HF checkpoints deleted."""
     from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
 
     timer = StepTimer()
-    for callback in (SaveBarrier(), RayTrainReportCallback(), InjectedFailure(str(scratch)), timer):
+    for callback in (SaveBarrier(), RayTrainReportCallback(), InjectedFailure(str(scratch)), timer,
+                     TensorBoardUpload(tensorboard)):
         trainer.add_callback(callback)
     trainer = prepare_trainer(trainer)
     with tempfile.TemporaryDirectory(prefix="nba_dpo_resume_") as local:
         resume = resume_dir(local)
         if resume is None:  # a fresh start: HF checkpoints another run left here must not be reported as this run's
             shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
+        start_step = json.loads(Path(resume, "trainer_state.json").read_text())["global_step"] if resume else 0
         trainer.train(resume_from_checkpoint=resume)
-    report_final_model(trainer, cfg, tokenizer, timer.step_s())
+    report_final_model(trainer, cfg, tokenizer, timer.step_s(), start_step)
     # every HF checkpoint is in Ray Train's storage now (a restart resumes from there): free the node's disk of them,
     # a model and its optimizer states twice over
     shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
@@ -141,6 +193,25 @@ class SaveBarrier(TrainerCallback):
             torch.distributed.barrier()
 
 
+class TensorBoardUpload(TrainerCallback):
+    """For an object-store root: rank 0's TensorBoard events, written locally, are copied to the run's folder at
+    every checkpoint and at the end, so they can be read while the run trains and after its nodes are gone."""
+
+    def __init__(self, uri: str):
+        self.uri = uri
+
+    def _upload(self, args, state) -> None:
+        events = os.environ["TENSORBOARD_LOGGING_DIR"]
+        if storage.is_uri(self.uri) and state.is_world_process_zero and os.path.isdir(events):
+            storage.upload_dir(events, self.uri)
+
+    def on_save(self, args, state, control, **kwargs):
+        self._upload(args, state)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self._upload(args, state)
+
+
 class StepTimer(TrainerCallback):
     """Steady-state seconds per optimizer step: the first `skip` steps (engine set-up, first allocations) left out."""
 
@@ -155,13 +226,15 @@ class StepTimer(TrainerCallback):
         return (self.ends[-1] - self.ends[self.skip - 1]) / timed if timed > 0 else None
 
 
-def report_final_model(trainer, cfg: DictConfig, tokenizer, step_s: float | None) -> None:
-    """Save the trained model (or LoRA adapter) and report it as the last Ray Train checkpoint."""
+def report_final_model(trainer, cfg: DictConfig, tokenizer, step_s: float | None, start_step: int) -> None:
+    """Save the trained model (or LoRA adapter) and report it as the last Ray Train checkpoint, with the step this
+    attempt started from (0, or the checkpoint it resumed)."""
     import ray.train
     from ray.train import Checkpoint
 
     metrics = {k: v for log in trainer.state.log_history for k, v in log.items() if isinstance(v, (int, float))}
     metrics["global_step"] = trainer.state.global_step
+    metrics["resumed_from_step"] = start_step
     metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # this worker's process
     if step_s is not None:
         metrics["step_s"] = step_s
@@ -184,26 +257,30 @@ def ray_run_name(stage: str, cfg: DictConfig) -> str:
     return f"{stage}-{cfg.run_name}-{fingerprint}"
 
 
-def run_trainer(loop: Callable[[dict], None], loop_config: dict, cfg: DictConfig, run_name: str,
+def run_trainer(loop: Callable[[dict], None], loop_config: dict, datasets: dict, cfg: DictConfig, run_name: str,
                 max_failures: int = 0):
-    """Run `loop` on cluster.num_workers Ray Train workers; a rerun with the same run name resumes."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    """Run `loop` on cluster.num_workers Ray Train workers, each with its shard of `datasets` (Ray Datasets by
+    name); checkpoints go to <paths.artifacts>/ray_results, and a rerun with the same run name resumes from there."""
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     c = cfg.cluster
-    resources = {"CPU": c.cpus_per_worker, **({"GPU": c.gpus_per_worker} if c.use_gpu else {})}
-    on_filesystem = "://" not in cfg.paths.artifacts
-    storage = Path(cfg.paths.artifacts, "ray_results").resolve() if on_filesystem \
-        else f"{cfg.paths.artifacts}/ray_results"
-    # TensorBoard events live in the run's folder, readable while it trains (a shared mount on a multi-node
-    # cluster); with an object store (s3://...) they stay in the worker's scratch folder
-    tensorboard = str(storage / run_name / "tensorboard") if on_filesystem else None
+    resources = {"CPU": c.cpus_per_worker, **({"GPU": c.gpus_per_worker} if c.use_gpu else {}), **(c.resources or {})}
+    results = f"{cfg.paths.artifacts}/ray_results"
+    fs, path = storage.filesystem(results)
+    # the same rows reach the same worker in the same order on every run: the shards are Ray Data's split of an
+    # ordered stream, so training is reproducible for a seed
+    ingest = DataConfig.default_ingest_options()
+    ingest.preserve_order = True
+    for ds in datasets.values():  # a shard's progress is the trainer's steps; Ray Data's own bars would repeat it
+        ds.context.enable_progress_bars = False
     trainer = TorchTrainer(
-        loop, train_loop_config={"cfg": OmegaConf.to_container(cfg, resolve=True), "tensorboard_dir": tensorboard,
-                                 **loop_config},
+        loop, train_loop_config={"cfg": OmegaConf.to_container(cfg, resolve=True), "run_name": run_name,
+                                 "tensorboard": f"{results}/{run_name}/tensorboard", **loop_config},
+        datasets=datasets, dataset_config=DataConfig(execution_options=ingest),
         scaling_config=ScalingConfig(num_workers=c.num_workers, use_gpu=c.use_gpu, resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if c.use_gpu else "gloo"),
-        run_config=RunConfig(name=run_name, storage_path=str(storage),
+        run_config=RunConfig(name=run_name, storage_path=path, storage_filesystem=fs,
                              checkpoint_config=CheckpointConfig(num_to_keep=2),
                              failure_config=FailureConfig(max_failures=max_failures)),
     )
@@ -211,29 +288,25 @@ def run_trainer(loop: Callable[[dict], None], loop_config: dict, cfg: DictConfig
 
 
 def export_final_model(result, cfg: DictConfig, base_path: str) -> dict:
-    """Copy the final model out of the last Ray checkpoint into train.output_dir (atomically), merging a LoRA
-    adapter into its base here in the driver, outside DeepSpeed, when train.merge_lora is set."""
+    """Publish the final model of the last Ray checkpoint as train.output_dir (atomically, see storage.publishing),
+    merging a LoRA adapter into its base here in the driver, outside DeepSpeed, when train.merge_lora is set."""
     if result.checkpoint is None:
         raise RuntimeError("training finished without a checkpoint")
-    out = Path(cfg.train.output_dir)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    with result.checkpoint.as_directory() as ckpt:
+    with result.checkpoint.as_directory() as ckpt, storage.publishing(cfg.train.output_dir) as out:
         model_dir = Path(ckpt) / FINAL_MODEL_DIR
         if (model_dir / "adapter_config.json").exists() and cfg.train.merge_lora:
             from peft import PeftModel
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch_dtype(cfg.model.dtype),
+            base = AutoModelForCausalLM.from_pretrained(storage.local_copy(base_path),
+                                                        dtype=torch_dtype(cfg.model.dtype),
                                                         trust_remote_code=cfg.model.trust_remote_code)
-            PeftModel.from_pretrained(base, str(model_dir)).merge_and_unload().save_pretrained(tmp)
-            AutoTokenizer.from_pretrained(model_dir).save_pretrained(tmp)
+            PeftModel.from_pretrained(base, str(model_dir)).merge_and_unload().save_pretrained(out)
+            AutoTokenizer.from_pretrained(model_dir).save_pretrained(out)
         else:
-            shutil.copytree(model_dir, tmp)
+            shutil.copytree(model_dir, out, dirs_exist_ok=True)
         history = json.loads((Path(ckpt) / "log_history.json").read_text())
-    (tmp / "log_history.json").write_text(json.dumps(history))
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+        (out / "log_history.json").write_text(json.dumps(history))
     return {"log_history": history, "metrics": dict(result.metrics or {})}
 
 

@@ -1,28 +1,31 @@
-"""DPO recipe: Ray Train workers each running TRL's DPOTrainer on the pairs Parquet.
+"""DPO recipe: Ray Train workers each running TRL's DPOTrainer on their Ray Data shard of the pairs Parquet.
 
 Reference handling: pairs that carry `ref_chosen_logps`/`ref_rejected_logps` (the generate stage stores them) train
-with no reference model in memory; otherwise TRL precomputes them before training (`reference=precompute`) or keeps a
-reference copy (`reference=model`). LoRA uses the base with adapters disabled as the reference.
+with no reference model in memory; otherwise they are computed once before training (`reference=precompute`: Ray
+Data actors, tokenised as TRL does, written beside the run's checkpoints and reused by a rerun) or TRL keeps a
+reference copy (`reference=model`). LoRA uses the base with adapters disabled as the reference. TRL's own
+precompute cannot run here: it gathers every rank's log-probs into one table, where each rank holds other pairs.
 """
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-import pyarrow.parquet as pq
 from omegaconf import DictConfig
 from trl import DPOTrainer
 
+from nba_dpo import storage
 from nba_dpo.errors import UserError
-from nba_dpo.training.common import (export_final_model, fit_and_report, hf_args, init_worker,
+from nba_dpo.training.common import (ShardDataloaders, export_final_model, fit_and_report, hf_args, init_worker,
                                      load_model_for_training, lora_config, ray_run_name, run_trainer, scratch_dir,
-                                     worker_path)
+                                     shard_dataset)
 
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
+PAIR_COLUMNS = ["prompt", "chosen", "rejected"]
 
 
-class StoredReferenceDPOTrainer(DPOTrainer):
-    """DPOTrainer that trusts reference log-probs already in the dataset instead of recomputing them."""
+class StoredReferenceDPOTrainer(ShardDataloaders, DPOTrainer):
+    """DPOTrainer on this worker's shard that trusts reference log-probs already in the dataset instead of
+    recomputing them."""
 
     def _precompute_ref_logps(self, dataset, name, batch_size):
         if all(c in dataset.column_names for c in REF_COLUMNS):
@@ -42,12 +45,21 @@ def score_completion_tokens_only() -> None:
     trl_utils._use_triton = lambda device: device.type == "cpu" or _use_triton(device)
 
 
-def has_ref(rows: list[dict]) -> bool:
-    return bool(rows) and all(rows[0].get(c) is not None for c in REF_COLUMNS)
+def stored_reference(uri: str) -> bool:
+    """Whether every pair of a Parquet file carries reference log-probs, read from its footer (null counts)."""
+    meta = storage.parquet_metadata(uri)
+    names = meta.schema.names
+    if meta.num_rows == 0 or not all(c in names for c in REF_COLUMNS):
+        return False
+    for g in range(meta.num_row_groups):
+        for c in REF_COLUMNS:
+            stats = meta.row_group(g).column(names.index(c)).statistics
+            if stats is None or not stats.has_null_count or stats.null_count:
+                return False
+    return True
 
 
-def reference_mode(cfg: DictConfig, rows: list[dict]) -> str:
-    stored = has_ref(rows)
+def reference_mode(cfg: DictConfig, stored: bool) -> str:
     if cfg.train.reference == "auto":
         return "stored" if stored else "precompute"
     if cfg.train.reference == "stored" and not stored:
@@ -57,7 +69,6 @@ def reference_mode(cfg: DictConfig, rows: list[dict]) -> str:
 
 
 def _dpo_loop(config: dict) -> None:
-    import datasets
     from transformers import AutoTokenizer
     from trl import DPOConfig
 
@@ -65,57 +76,83 @@ def _dpo_loop(config: dict) -> None:
     if not cfg.cluster.use_gpu:
         score_completion_tokens_only()
     t = cfg.train
-    tokenizer = AutoTokenizer.from_pretrained(config["model_path"])
-    model = load_model_for_training(cfg, config["model_path"])
-    mode = config["reference"]
-
-    def dataset(rows: list[dict]):  # stored reference log-probs are kept where the rows carry them
-        columns = ["prompt", "chosen", "rejected"] + [c for c in REF_COLUMNS if mode == "stored" and has_ref(rows)]
-        return datasets.Dataset.from_list([{c: r[c] for c in columns} for r in rows])
-
-    held_out = dataset(config["eval_rows"]) if config["eval_rows"] else None
+    model_path = storage.local_copy(config["model_path"])
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = load_model_for_training(cfg, model_path)
+    train, held_out = shard_dataset("train", config["run_name"]), shard_dataset("eval", config["run_name"])
+    stored = config["reference"] != "model"  # precomputed ones are in the rows by now
     scratch = scratch_dir(config["run_name"])
     args = DPOConfig(**hf_args(cfg, str(scratch / "hf")), beta=t.beta, loss_type=list(t.loss_type),
                      loss_weights=list(t.loss_weights) if t.loss_weights else None, label_smoothing=t.label_smoothing,
-                     max_length=cfg.model.max_length, precompute_ref_log_probs=mode in ("stored", "precompute"),
+                     max_length=cfg.model.max_length, precompute_ref_log_probs=stored,
                      dataset_num_proc=None, eval_strategy="epoch" if held_out is not None else "no",
                      per_device_eval_batch_size=t.per_device_batch_size)
-    # held-out pairs missing stored log-probs get them precomputed here, before training, from the untrained policy
-    trainer = StoredReferenceDPOTrainer(model=model, ref_model=None, args=args, train_dataset=dataset(config["rows"]),
+    trainer = StoredReferenceDPOTrainer(model=model, ref_model=None, args=args, train_dataset=train,
                                         eval_dataset=held_out, processing_class=tokenizer,
                                         peft_config=lora_config(cfg))
-    fit_and_report(trainer, cfg, tokenizer, scratch)
+    fit_and_report(trainer, cfg, tokenizer, scratch, config["tensorboard"])
+
+
+def pairs_dataset(cfg: DictConfig, uri: str, mode: str, run_name: str, name: str):
+    """The pairs of `uri` as a Ray Dataset, with reference log-probs when they are needed: the stored ones, or (mode
+    precompute) computed by Ray Data actors from the base model into the run's folder first, once per run."""
+    import ray
+
+    from nba_dpo.cluster import actor_resources
+    from nba_dpo.prefs.ref_logprobs import RefLogProbs
+
+    if mode == "precompute":
+        reference = f"{cfg.paths.artifacts}/ray_results/{run_name}/reference/{name}.parquet"
+        if not storage.exists(reference):
+            print(f"[train_dpo] reference log-probs of {uri} from {cfg.train.base_model}")
+            ds = storage.read_dataset(uri, columns=PAIR_COLUMNS)
+            ds = ds.map_batches(RefLogProbs, batch_size=64,
+                                compute=ray.data.ActorPoolStrategy(size=cfg.cluster.num_workers),
+                                **actor_resources(cfg.cluster, num_cpus=cfg.cluster.cpus_per_worker,
+                                                  num_gpus=cfg.cluster.gpus_per_worker if cfg.cluster.use_gpu else 0),
+                                fn_constructor_kwargs=dict(model_path=storage.absolute(cfg.train.base_model),
+                                                           max_length=cfg.model.max_length, dtype=cfg.model.dtype,
+                                                           use_gpu=cfg.cluster.use_gpu))
+            storage.write_dataset(ds, reference)
+        uri = reference
+    return storage.read_dataset(uri, columns=PAIR_COLUMNS + (list(REF_COLUMNS) if mode != "model" else []))
 
 
 def train_dpo(cfg: DictConfig) -> dict:
-    """DPO of train.base_model on train.pairs into train.output_dir. Returns the final training metrics."""
+    """DPO of train.base_model on train.pairs into train.output_dir. Returns the final training metrics. The pairs
+    reach the workers as Ray Data shards: the driver reads the files' footers only."""
     from nba_dpo.cluster import start_ray
 
     t = cfg.train
     start = time.perf_counter()
-    for path, what in ((t.pairs, "pairs"), (Path(t.base_model) / "config.json", "base model")):
-        if not Path(path).exists():
-            raise UserError(f"{what} not found at {path}: run the earlier stages (sft, generate) first")
-    rows = pq.read_table(t.pairs).to_pylist()
-    if not rows:
-        raise UserError(f"{t.pairs} holds no pairs: see prefs/summary.json for why prompts gave none")
-    mode = reference_mode(cfg, rows)
-    eval_rows = pq.read_table(t.eval_pairs).to_pylist() if t.eval_pairs and Path(t.eval_pairs).exists() else []
-    if t.eval_pairs and not eval_rows:
-        print(f"[train_dpo] no held-out pairs at {t.eval_pairs}: no eval_rewards/* metrics")
-    start_ray(cfg.cluster)
+    start_ray(cfg)
+    for uri, what in ((t.pairs, "pairs"), (f"{t.base_model}/config.json", "base model")):
+        if not storage.exists(uri):
+            raise UserError(f"{what} not found at {uri}: run the earlier stages (sft, generate) first")
+    n = storage.parquet_metadata(t.pairs).num_rows
+    if n < cfg.cluster.num_workers:
+        raise UserError(f"{t.pairs} holds {n} pairs, fewer than the {cfg.cluster.num_workers} Ray Train workers: "
+                        "see prefs/summary.json for why prompts gave none")
+    mode = reference_mode(cfg, stored_reference(t.pairs))
     run_name = ray_run_name("dpo", cfg)
-    print(f"[train_dpo] {len(rows)} pairs, {t.method} DPO of {t.base_model} on {cfg.cluster.num_workers} Ray Train "
+    datasets = {"train": pairs_dataset(cfg, t.pairs, mode, run_name, "train")}
+    n_eval = storage.parquet_metadata(t.eval_pairs).num_rows if t.eval_pairs and storage.exists(t.eval_pairs) else 0
+    if n_eval >= cfg.cluster.num_workers:
+        eval_mode = "model" if mode == "model" else reference_mode(cfg, stored_reference(t.eval_pairs))
+        datasets["eval"] = pairs_dataset(cfg, t.eval_pairs, eval_mode, run_name, "eval")
+    elif t.eval_pairs:
+        print(f"[train_dpo] {n_eval} held-out pairs at {t.eval_pairs}, fewer than the workers: no eval_rewards/*")
+    print(f"[train_dpo] {n} pairs, {t.method} DPO of {t.base_model} on {cfg.cluster.num_workers} Ray Train "
           f"workers, deepspeed stage {cfg.deepspeed.stage}, loss {list(t.loss_type)}, beta {t.beta}, reference {mode}")
-    result = run_trainer(_dpo_loop, {"rows": rows, "eval_rows": eval_rows, "model_path": worker_path(t.base_model),
-                                     "run_name": run_name, "reference": mode}, cfg, run_name,
-                         max_failures=cfg.get("max_failures", 0))
+    result = run_trainer(_dpo_loop, {"model_path": storage.absolute(t.base_model), "reference": mode}, datasets,
+                         cfg, run_name, max_failures=cfg.get("max_failures", 0))
     exported = export_final_model(result, cfg, t.base_model)
     history = exported["log_history"]
     last = {k: v for h in history for k, v in h.items() if k.startswith(("rewards/", "loss", "eval_rewards/"))}
     metrics = exported["metrics"]
     return {"reference": mode, "steps": metrics.get("global_step"), "seconds": round(time.perf_counter() - start, 1),
             "train_runtime": metrics.get("train_runtime"), "step_s": metrics.get("step_s"),
+            "resumed_from_step": metrics.get("resumed_from_step"),
             "peak_rss_mb": metrics.get("peak_rss_mb"),
             "output_dir": t.output_dir,
             "final_reward_accuracy": last.get("rewards/accuracies"), "final_loss": last.get("loss"),

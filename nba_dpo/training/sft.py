@@ -3,41 +3,50 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-import pyarrow.parquet as pq
 from omegaconf import DictConfig, OmegaConf
 from transformers import Trainer
 from trl import SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
+from nba_dpo import storage
 from nba_dpo.data.dataset import completion_text
+from nba_dpo.errors import UserError
 from nba_dpo.models.prompts import build_prompt
-from nba_dpo.training.common import (export_final_model, fit_and_report, hf_args, init_worker,
+from nba_dpo.training.common import (ShardDataloaders, export_final_model, fit_and_report, hf_args, init_worker,
                                      load_model_for_training, lora_config, ray_run_name, run_trainer, scratch_dir,
-                                     worker_path)
+                                     shard_dataset)
+
+COLUMNS = ["question", "schema", "reasoning", "sql"]  # what an instruction row contributes to an example
 
 
 def ensure_base_model(cfg: DictConfig) -> str:
-    """The model to fine-tune: a hub/local folder, or the tiny model, built here from the train split if missing."""
-    path = Path(cfg.model.path)
-    if cfg.model.build is None or (path / "config.json").exists():
-        return str(path)
+    """The model to fine-tune: a hub/local/object-store folder, or the tiny model, built here from the train split
+    if missing (its tokenizer learns from the questions and answers)."""
+    path = cfg.model.path
+    if cfg.model.build is None or storage.exists(f"{path}/config.json"):
+        return path
     from nba_dpo.models.tiny import build_tiny_model
 
-    rows = pq.read_table(Path(cfg.paths.data) / "sft" / "train.parquet").to_pylist()
-    corpus = [f"{r['question']}\n{completion_text(r['reasoning'], r['sql'])}" for r in rows]
+    rows = storage.read_table(f"{cfg.paths.data}/sft/train.parquet", columns=["question", "reasoning", "sql"])
+    corpus = [f"{r['question']}\n{completion_text(r['reasoning'], r['sql'])}" for r in rows.to_pylist()]
     print(f"[sft] building {cfg.model.name} from scratch: tokenizer on {len(corpus)} training rows")
-    build_tiny_model(corpus, path, seed=cfg.seed, **OmegaConf.to_container(cfg.model.build))
-    return str(path)
+    with storage.publishing(path) as out:
+        build_tiny_model(corpus, out, seed=cfg.seed, **OmegaConf.to_container(cfg.model.build))
+    return path
 
 
-def prompt_completion_rows(rows: list[dict], tokenizer, include_schema: bool) -> list[dict]:
-    return [{"prompt": build_prompt(tokenizer, r["question"], r["schema"], include_schema),
-             "completion": completion_text(r["reasoning"], r["sql"])} for r in rows]
+def prompt_completion(row: dict, tokenizer, include_schema: bool) -> dict:
+    """An instruction row as TRL's prompt/completion example, in the model's own chat format."""
+    return {"prompt": build_prompt(tokenizer, row["question"], row["schema"], include_schema),
+            "completion": completion_text(row["reasoning"], row["sql"])}
 
 
-class CPUSFTTrainer(SFTTrainer):
+class ShardSFTTrainer(ShardDataloaders, SFTTrainer):
+    """SFTTrainer on this worker's Ray Data shard."""
+
+
+class CPUSFTTrainer(ShardSFTTrainer):
     """SFTTrainer with the model's own loss in place of TRL's fused LM head, for CPU workers.
 
     Without Triton (CUDA/XPU only) the fused head scores every position in per-tile torch ops, which makes a small
@@ -86,44 +95,55 @@ def pack_rows(trainer: SFTTrainer, max_length: int) -> None:
 
 
 def _sft_loop(config: dict) -> None:
-    import datasets
     from transformers import AutoTokenizer
     from trl import SFTConfig
 
     cfg = init_worker(config)
-    tokenizer = AutoTokenizer.from_pretrained(config["model_path"])
-    model = load_model_for_training(cfg, config["model_path"])
+    model_path = storage.local_copy(config["model_path"])
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = load_model_for_training(cfg, model_path)
+    rows = shard_dataset("train", config["run_name"])
+    examples = rows.map(prompt_completion, fn_kwargs={"tokenizer": tokenizer,
+                                                      "include_schema": cfg.model.include_schema},
+                        remove_columns=rows.column_names, desc="rendering prompts")
     scratch = scratch_dir(config["run_name"])
     args = SFTConfig(**hf_args(cfg, str(scratch / "hf")), max_length=cfg.model.max_length,
                      completion_only_loss=True, packing=False, dataset_num_proc=None)
-    trainer = (SFTTrainer if cfg.cluster.use_gpu else CPUSFTTrainer)(
-        model=model, args=args, train_dataset=datasets.Dataset.from_list(config["rows"]), processing_class=tokenizer,
-        peft_config=lora_config(cfg))
+    trainer = (ShardSFTTrainer if cfg.cluster.use_gpu else CPUSFTTrainer)(
+        model=model, args=args, train_dataset=examples, processing_class=tokenizer, peft_config=lora_config(cfg))
     if cfg.train.pack_batches:
         pack_rows(trainer, cfg.model.max_length)
-    fit_and_report(trainer, cfg, tokenizer, scratch)
+    fit_and_report(trainer, cfg, tokenizer, scratch, config["tensorboard"])
 
 
 def train_sft(cfg: DictConfig) -> dict:
-    """Fine-tune `model` on <data>/sft/train.parquet into train.output_dir. Returns the final training metrics."""
-    from transformers import AutoTokenizer
+    """Fine-tune `model` on <data>/sft/train.parquet into train.output_dir. Returns the final training metrics. The
+    rows reach the workers as Ray Data shards: the driver reads the file's footer only."""
+    import ray
 
     from nba_dpo.cluster import start_ray
 
     start = time.perf_counter()
+    start_ray(cfg)
+    train = f"{cfg.paths.data}/sft/train.parquet"
+    if not storage.exists(train):
+        raise UserError(f"{train} does not exist: run `python -m jobs.build_data paths.artifacts="
+                        f"{cfg.paths.artifacts}` first")
     base = ensure_base_model(cfg)
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    rows = pq.read_table(Path(cfg.paths.data) / "sft" / "train.parquet").to_pylist()
-    examples = prompt_completion_rows(rows, tokenizer, cfg.model.include_schema)
-    start_ray(cfg.cluster)
+    n = storage.parquet_metadata(train).num_rows
+    if n < cfg.cluster.num_workers:
+        raise UserError(f"{train} holds {n} rows, fewer than the {cfg.cluster.num_workers} Ray Train workers")
+    fs, path = storage.filesystem(train)
+    rows = ray.data.read_parquet(path, filesystem=fs, columns=COLUMNS)
     run_name = ray_run_name("sft", cfg)
-    print(f"[sft] {len(examples)} examples, {cfg.train.method} fine-tuning of {base} on {cfg.cluster.num_workers} "
+    print(f"[sft] {n} examples, {cfg.train.method} fine-tuning of {base} on {cfg.cluster.num_workers} "
           f"Ray Train workers, deepspeed stage {cfg.deepspeed.stage}")
-    result = run_trainer(_sft_loop, {"rows": examples, "model_path": worker_path(base), "run_name": run_name}, cfg,
-                         run_name, max_failures=cfg.get("max_failures", 0))
+    result = run_trainer(_sft_loop, {"model_path": storage.absolute(base)}, {"train": rows}, cfg, run_name,
+                         max_failures=cfg.get("max_failures", 0))
     exported = export_final_model(result, cfg, base)
     losses = [h["loss"] for h in exported["log_history"] if "loss" in h]
     return {"final_loss": losses[-1] if losses else None, "first_loss": losses[0] if losses else None,
             "steps": exported["metrics"].get("global_step"), "step_s": exported["metrics"].get("step_s"),
+            "resumed_from_step": exported["metrics"].get("resumed_from_step"),
             "seconds": round(time.perf_counter() - start, 1),
             "output_dir": cfg.train.output_dir}
