@@ -1,0 +1,197 @@
+"""The distributed path on a real two-node Ray cluster on this machine, with a real S3 server (SeaweedFS).
+
+Node B runs in a mount namespace of its own, with empty tmpfs folders over the head's local artifacts folder and
+over the node cache (NBA_DPO_CACHE_DIR): it cannot see the head's disk, as a second machine could not. Train
+workers and Ray Data actors are pinned to it with its custom resource (`cluster.resources`), while every stage's
+driver runs on the head, as under `ray job submit`. On that cluster: the tiny pipeline end to end on
+`paths.artifacts=s3://...`; a local root stopped by the preflight; and three faults (node B lost in the middle of
+generation, the train_dpo driver killed after its first checkpoint, the S3 server stopped in the middle of a stage).
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import pyarrow.fs as pafs
+import pytest
+
+from implement_rec_047 import ImplementCreateAndFinetuneWithPreferenceDatasets
+from nba_dpo import storage
+from tests.conftest import TINY_DATA, TINY_MODEL
+from tests.servers import SECRET_KEY, RayCluster, unshare_permitted, wait_for
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not unshare_permitted(), reason="`unshare --mount` is not permitted here (it needs "
+                                 "root): there is no second node that cannot see this disk")]
+
+PIN = "cluster.resources={node_b: 1}"  # every Train worker and Ray Data actor on node B
+N_PROMPTS, N_SAMPLES, CHUNK = 32, 4, 4
+
+
+@pytest.fixture(scope="module")
+def cluster(s3_server, tmp_path_factory):
+    root = tmp_path_factory.mktemp("cluster")
+    local, cache = root / "local", root / "cache"
+    env = {**os.environ, "NBA_DPO_CACHE_DIR": str(cache),
+           # the head declares a node dead after ~3 s without an answer, not 30
+           "RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
+    c = RayCluster(root, env, head_cpus=1)
+    try:
+        c.add_node("node_b", cpus=3, hidden=[local, cache])
+        c.local, c.cache = local, cache
+        yield c
+    finally:
+        c.stop()
+
+
+def job(cluster, stage: str, *args: str, cwd, wait: bool = True, timeout: int = 900):
+    """`python -m jobs.<stage> args` with its driver on the head, connected to the cluster as under ray job submit."""
+    cmd = [sys.executable, "-m", f"jobs.{stage}", *args]
+    env = {**cluster.env, "RAY_ADDRESS": cluster.address}
+    if not wait:
+        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def run(cluster, s3_server, tmp_path_factory):
+    """The tiny pipeline on the two-node cluster with paths.artifacts=s3://multinode/run: (root, process)."""
+    art = f"{s3_server.bucket}/multinode/run"
+    entry = ImplementCreateAndFinetuneWithPreferenceDatasets(artifacts=art)
+    entry.setup()
+    cwd = tmp_path_factory.mktemp("driver")
+    proc = job(cluster, "pipeline", *entry.pipeline_overrides, f'pipeline.common=["{PIN}"]', cwd=cwd, timeout=1500)
+    return art, proc, cwd
+
+
+def test_pipeline_on_s3_across_nodes(cluster, run):
+    art, proc, cwd = run
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = storage.read_json(f"{art}/report/summary.json")
+    assert summary["pairs"]["n"] > 0 and 0 <= summary["dpo"]["ex_spider"] <= 1
+    assert storage.exists(f"{art}/report/report.md") and storage.list_files(f"{art}/report", ".png")
+    for model in ("tiny_nba", "sft", "dpo"):
+        assert storage.is_published(f"{art}/models/{model}") and storage.exists(f"{art}/models/{model}/config.json")
+    assert storage.exists(f"{art}/data/nba.sqlite") and storage.list_files(f"{art}/prefs/candidates", ".parquet")
+    assert storage.list_files(f"{art}/eval/dpo") and not list(cwd.rglob("*.parquet"))  # nothing on the head's disk
+    # the work ran on node B, which could only have read the models and the database from the bucket
+    from ray.util.state import list_actors
+
+    node_b = _node_id(cluster, "node_b")
+    placed = {a.class_name for a in list_actors(address=f"http://127.0.0.1:{cluster.dashboard}", limit=10000,
+                                                filters=[("node_id", "=", node_b)], raise_on_missing_output=False)}
+    assert {"RayTrainWorker", "MapWorker(MapBatches(HFCandidates))", "MapWorker(MapBatches(HFGenerator))",
+            "MapWorker(MapBatches(ExecutionVerifier))"} <= placed, placed
+    # no credential in any artifact, nor in Hydra's local outputs
+    fs, root = storage.filesystem(art)
+    for info in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
+        if info.type == pafs.FileType.File:
+            assert SECRET_KEY.encode() not in storage.read_bytes(f"s3://{info.path}"), info.path
+    for path in cwd.rglob("*"):
+        assert not path.is_file() or SECRET_KEY.encode() not in path.read_bytes(), path
+
+
+def _node_id(cluster, resource: str) -> str:
+    out = subprocess.run([sys.executable, "-c", "import ray; ray.init(address='%s', logging_level='ERROR'); "
+                          "print([n['NodeID'] for n in ray.nodes() if n['Alive'] and '%s' in n['Resources']][0])"
+                          % (cluster.address, resource)], env=cluster.env, capture_output=True, text=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def test_local_root_stops_at_preflight(cluster, tmp_path):
+    root = cluster.local / "run"
+    proc = job(cluster, "generate", f"paths.artifacts={root}", cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    [last] = [line for line in re.split(r"[\r\n]", proc.stderr) if line.startswith("error: ")]
+    assert re.match(rf"error: paths\.artifacts={re.escape(str(root))} cannot be read from 1 of the 2 Ray nodes "
+                    r"\(.*\): on a multi-node cluster use a shared filesystem .* or an object store", last), last
+    assert "Traceback" not in proc.stderr
+    # nothing written but Hydra's log of the command (its run folder, made before the job starts)
+    assert [p.name for p in root.iterdir()] == ["hydra"] and not list(root.rglob("*.parquet"))
+
+
+def generate_args(art: str, name: str) -> list[str]:
+    return [f"paths.artifacts={art}", f"generate.output_dir=${{paths.artifacts}}/{name}", f"generate.limit={N_PROMPTS}",
+            f"generate.num_samples={N_SAMPLES}", "generate.max_new_tokens=48", f"generate.batch_size={CHUNK}",
+            f"generate.chunk_prompts={CHUNK}", "generate.ref_logprobs=false", PIN, *TINY_DATA, *TINY_MODEL]
+
+
+def candidate_keys(uri: str) -> list[tuple]:
+    rows = [r for part in storage.list_files(f"{uri}/candidates", ".parquet")
+            for r in storage.read_table(part, columns=["prompt_id", "candidate_idx"]).to_pylist()]
+    return [(r["prompt_id"], r["candidate_idx"]) for r in rows]
+
+
+def first_part_written(uri: str, proc) -> bool:
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    return bool(storage.list_files(f"{uri}/candidates", ".parquet"))
+
+
+def test_node_lost_mid_generation(cluster, run, tmp_path):
+    """Node B's raylet killed while it generates; a replacement node B (empty disk, empty cache) joins, as an
+    autoscaler would bring one: the stage completes and every (prompt, sample) is there exactly once."""
+    art = run[0]
+    out = f"{art}/prefs_node_lost"
+    proc = job(cluster, "generate", *generate_args(art, "prefs_node_lost"), cwd=tmp_path, wait=False)
+    wait_for(lambda: first_part_written(out, proc), 600, "the first candidates part")
+    os.kill(cluster.raylet_pid("node_b"), signal.SIGKILL)
+    cluster.stop_node("node_b")
+    wait_for(lambda: cluster.alive_nodes() == 1, 120, "the head to declare node B dead")
+    cluster.add_node("node_b", cpus=3, hidden=[cluster.local, cluster.cache])
+    stdout, stderr = proc.communicate(timeout=900)
+    assert proc.returncode == 0, stdout[-2000:] + stderr[-3000:]
+    keys = candidate_keys(out)
+    assert len(keys) == len(set(keys)) == N_PROMPTS * N_SAMPLES
+    assert storage.read_json(f"{out}/summary.json")["candidates"] == N_PROMPTS * N_SAMPLES
+
+
+def test_train_dpo_driver_killed_resumes_from_storage(cluster, run, tmp_path):
+    art = run[0]
+    args = [f"paths.artifacts={art}", "run_name=killed", "train.max_steps=6", "train.save_steps=2",
+            "train.logging_steps=1", "train.per_device_batch_size=4",
+            "train.output_dir=${paths.artifacts}/models/dpo_killed", PIN, *TINY_MODEL]
+    proc = job(cluster, "train_dpo", *args, cwd=tmp_path, wait=False)
+    fs, results = storage.filesystem(f"{art}/ray_results")
+
+    def checkpointed() -> bool:
+        """Ray Train has registered a checkpoint in the run's snapshot, which a new driver reads to resume."""
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        infos = fs.get_file_info(pafs.FileSelector(results, recursive=True, allow_not_found=True))
+        snapshots = [i.path for i in infos if "/dpo-killed-" in i.path and i.path.endswith("_snapshot.json")]
+        return any("checkpoint_" in storage.read_text(f"s3://{path}") for path in snapshots)
+
+    wait_for(checkpointed, 600, "the first checkpoint registered in the bucket")
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole driver, as a lost head or a cancelled job would
+    proc.wait()
+    again = job(cluster, "train_dpo", *args, cwd=tmp_path)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    done = re.search(r"\[train_dpo\] done in .*?, (\d+) steps \(resumed at step (\d+)\)", again.stdout)
+    assert done, again.stdout[-2000:]
+    assert int(done.group(1)) == 6 and int(done.group(2)) >= 2  # from the checkpoint in storage, not from step 0
+    assert storage.is_published(f"{art}/models/dpo_killed")
+
+
+def test_store_down_mid_stage(cluster, run, s3_server, tmp_path):
+    """The S3 server stopped while generate writes its parts: one clear error after bounded retries, no half-written
+    part, and a rerun once the server is back completes the stage."""
+    art = run[0]
+    out = f"{art}/prefs_store_down"
+    proc = job(cluster, "generate", *generate_args(art, "prefs_store_down"), cwd=tmp_path, wait=False)
+    wait_for(lambda: first_part_written(out, proc), 600, "the first candidates part")
+    s3_server.stop()
+    try:
+        stdout, stderr = proc.communicate(timeout=600)
+    finally:
+        s3_server.start()
+    assert proc.returncode == 2, stdout[-2000:] + stderr[-3000:]
+    errors = [line for line in re.split(r"[\r\n]", stderr) if line.startswith("error: ")]  # actors may log after it
+    assert len(errors) == 1 and re.match(rf"error: cannot \w+ {re.escape(out)}/", errors[0]), stderr[-3000:]
+    for part in storage.list_files(f"{out}/candidates", ".parquet"):  # every part whole: chunk x samples rows
+        assert storage.parquet_metadata(part).num_rows == CHUNK * N_SAMPLES
+    assert not storage.exists(f"{out}/summary.json")
+    again = job(cluster, "generate", *generate_args(art, "prefs_store_down"), cwd=tmp_path)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
+    keys = candidate_keys(out)
+    assert len(keys) == len(set(keys)) == N_PROMPTS * N_SAMPLES
