@@ -37,9 +37,10 @@ def joins_cluster(cluster: DictConfig) -> bool:
     return cluster.address != "local" or bool(os.environ.get("RAY_ADDRESS"))
 
 
-def start_ray(cfg: DictConfig) -> None:
+def start_ray(cfg: DictConfig, log_to_driver: bool = True) -> None:
     """`cluster.address=local` starts an embedded Ray unless RAY_ADDRESS points at a running one (ray job submit).
-    Then, before any work, every alive node must be able to read the storage root (`check_storage_root`)."""
+    Then, before any work, every alive node must be able to read the storage root (`check_storage_root`).
+    `log_to_driver=False` keeps the workers' output away from a driver that only hands Ray to its subprocesses."""
     if ray.is_initialized():
         return
     cluster = cfg.cluster
@@ -49,10 +50,10 @@ def start_ray(cfg: DictConfig) -> None:
         # the dashboard serves the state API that Ray Train's placement-group cleaner polls
         ray.init(address="local", num_cpus=local_ray_cpus(cluster), include_dashboard=True, dashboard_host="127.0.0.1",
                  runtime_env=runtime_env,
-                 log_to_driver=True, configure_logging=True, logging_level="WARNING")
+                 log_to_driver=log_to_driver, configure_logging=True, logging_level="WARNING")
     else:
         ray.init(address=None if cluster.address == "local" else cluster.address, runtime_env=runtime_env,
-                 logging_level="WARNING")
+                 log_to_driver=log_to_driver, logging_level="WARNING")
     check_storage_root(cfg.paths.artifacts)
 
 

@@ -24,7 +24,7 @@ def _shared_ray_env(cfg: DictConfig) -> dict[str, str]:
 
     from nba_dpo.cluster import start_ray
 
-    start_ray(cfg)
+    start_ray(cfg, log_to_driver=False)  # each stage's driver prints its own workers' output, once
     return {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
 
 
