@@ -55,7 +55,7 @@ def test_vllm_tokenizer_stages_follow_the_cluster():
     assert not validate(compose("generate", ["generate=vllm"])).generate.tokenizer_stages
     assert compose("generate", ["generate=vllm", "cluster=gpu"]).generate.tokenizer_stages
     with pytest.raises(UserError, match="needs at least 4 logical CPUs"):
-        validate(compose("generate", ["generate=vllm", "generate.tokenizer_stages=true", "cluster.num_cpus=2"]))
+        validate(compose("generate", ["generate=vllm", "generate.tokenizer_stages=true", "cluster.num_cpus=3"]))
 
 
 def test_vllm_cpu_kv_cache_must_hold_something():
