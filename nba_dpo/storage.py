@@ -38,6 +38,7 @@ from nba_dpo.errors import UserError
 MARKER = "_SUCCESS"          # written last into every published folder
 CHUNK = 16 << 20             # bytes per read/write when copying between filesystems
 S3_ATTEMPTS = 5              # pyarrow's standard retry strategy (exponential back-off) per request
+ROW_GROUP_ROWS = 4096        # Ray Data reads a row group as one block: small groups keep a reader's memory flat
 
 
 class StorageError(UserError):
@@ -184,7 +185,7 @@ def write_json(obj: Any, uri: str) -> str:
 def write_parquet(rows: list[dict] | pa.Table, uri: str, schema: pa.Schema | None = None) -> str:
     table = rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(rows, schema=schema)
     with open_output(uri) as out:
-        pq.write_table(table, out)
+        pq.write_table(table, out, row_group_size=ROW_GROUP_ROWS)
     return uri
 
 

@@ -51,8 +51,8 @@ def prompt_ids(cfg: DictConfig) -> list[str]:
     return [str(i) for i in ids]
 
 
-def _keep_ids(batch: pa.Table, ids: set) -> pa.Table:
-    return batch.filter(pc.is_in(batch["id"], value_set=pa.array(sorted(ids), pa.string())))
+def _keep_ids(batch: pa.Table, ids: pa.Array) -> pa.Table:
+    return batch.filter(pc.is_in(batch["id"], value_set=ids))
 
 
 def sample_rows(items: list[dict], g: DictConfig) -> list[dict]:
@@ -78,7 +78,8 @@ def candidate_dataset(cfg: DictConfig, todo: set[str]):
 
     g, s, c = cfg.generate, cfg.score, cfg.cluster
     ds = storage.read_dataset(g.prompts, columns=PROMPT_COLUMNS)
-    ds = ds.map_batches(_keep_ids, fn_kwargs={"ids": todo}, batch_format="pyarrow", num_cpus=0)
+    ds = ds.map_batches(_keep_ids, fn_kwargs={"ids": pa.array(sorted(todo), pa.string())},
+                        batch_format="pyarrow", num_cpus=0)
     # the prompt text in the policy's chat format
     ds = ds.map_batches(PromptBuilder, batch_size=256, compute=ray.data.ActorPoolStrategy(size=1),
                         **actor_resources(c, num_cpus=0),
