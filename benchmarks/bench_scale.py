@@ -31,16 +31,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from nba_dpo import storage
+
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "66cb4ad"  # the by-value path: rows in train_loop_config, generate's rows all in the driver
 
 
 def synthetic(src: Path, n: int, id_column: str, out: Path) -> Path:
-    """`n` rows cycled from `src`, each with an id of its own."""
+    """`n` rows cycled from `src`, each with an id of its own, written as the project writes Parquet."""
     table = pq.read_table(src)
     table = pa.concat_tables([table] * math.ceil(n / len(table))).slice(0, n)
     ids = pc.binary_join_element_wise(table[id_column], pa.array([str(i) for i in range(n)]), "-")
-    pq.write_table(table.set_column(table.schema.get_field_index(id_column), id_column, ids), out)
+    storage.write_parquet(table.set_column(table.schema.get_field_index(id_column), id_column, ids), str(out))
     return out
 
 
