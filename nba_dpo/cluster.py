@@ -52,6 +52,9 @@ def start_ray(cfg: DictConfig, log_to_driver: bool = True) -> None:
                  runtime_env=runtime_env,
                  log_to_driver=log_to_driver, configure_logging=True, logging_level="WARNING")
     else:
+        # under `ray job submit` the job's runtime env (scripts/submit.sh) names some of the same variables: Ray
+        # refuses the overlap unless told to combine the two, this driver's values winning
+        os.environ.setdefault("RAY_OVERRIDE_JOB_RUNTIME_ENV", "1")
         ray.init(address=None if cluster.address == "local" else cluster.address, runtime_env=runtime_env,
                  log_to_driver=log_to_driver, logging_level="WARNING")
     check_storage_root(cfg.paths.artifacts)
