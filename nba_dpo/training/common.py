@@ -200,16 +200,16 @@ class TensorBoardUpload(TrainerCallback):
     def __init__(self, uri: str):
         self.uri = uri
 
-    def _upload(self, args, state) -> None:
+    def _upload(self, state) -> None:
         events = os.environ["TENSORBOARD_LOGGING_DIR"]
         if storage.is_uri(self.uri) and state.is_world_process_zero and os.path.isdir(events):
             storage.upload_dir(events, self.uri)
 
     def on_save(self, args, state, control, **kwargs):
-        self._upload(args, state)
+        self._upload(state)
 
     def on_train_end(self, args, state, control, **kwargs):
-        self._upload(args, state)
+        self._upload(state)
 
 
 class StepTimer(TrainerCallback):

@@ -45,9 +45,9 @@ def score_completion_tokens_only() -> None:
     trl_utils._use_triton = lambda device: device.type == "cpu" or _use_triton(device)
 
 
-def stored_reference(uri: str) -> bool:
-    """Whether every pair of a Parquet file carries reference log-probs, read from its footer (null counts)."""
-    meta = storage.parquet_metadata(uri)
+def stored_reference(meta) -> bool:
+    """Whether every pair of a Parquet file carries reference log-probs, from its footer (`storage.parquet_metadata`:
+    the null counts)."""
     names = meta.schema.names
     if meta.num_rows == 0 or not all(c in names for c in REF_COLUMNS):
         return False
@@ -129,16 +129,18 @@ def train_dpo(cfg: DictConfig) -> dict:
     for uri, what in ((t.pairs, "pairs"), (f"{t.base_model}/config.json", "base model")):
         if not storage.exists(uri):
             raise UserError(f"{what} not found at {uri}: run the earlier stages (sft, generate) first")
-    n = storage.parquet_metadata(t.pairs).num_rows
+    meta = storage.parquet_metadata(t.pairs)
+    n = meta.num_rows
     if n < cfg.cluster.num_workers:
         raise UserError(f"{t.pairs} holds {n} pairs, fewer than the {cfg.cluster.num_workers} Ray Train workers: "
                         "see prefs/summary.json for why prompts gave none")
-    mode = reference_mode(cfg, stored_reference(t.pairs))
+    mode = reference_mode(cfg, stored_reference(meta))
     run_name = ray_run_name("dpo", cfg)
     datasets = {"train": pairs_dataset(cfg, t.pairs, mode, run_name, "train")}
-    n_eval = storage.parquet_metadata(t.eval_pairs).num_rows if t.eval_pairs and storage.exists(t.eval_pairs) else 0
+    eval_meta = storage.parquet_metadata(t.eval_pairs) if t.eval_pairs and storage.exists(t.eval_pairs) else None
+    n_eval = eval_meta.num_rows if eval_meta else 0
     if n_eval >= cfg.cluster.num_workers:
-        eval_mode = "model" if mode == "model" else reference_mode(cfg, stored_reference(t.eval_pairs))
+        eval_mode = "model" if mode == "model" else reference_mode(cfg, stored_reference(eval_meta))
         datasets["eval"] = pairs_dataset(cfg, t.eval_pairs, eval_mode, run_name, "eval")
     elif t.eval_pairs:
         print(f"[train_dpo] {n_eval} held-out pairs at {t.eval_pairs}, fewer than the workers: no eval_rewards/*")
