@@ -86,7 +86,7 @@ def with_ref_logps(model_path: str, rows: list[dict], out: Path) -> Path:
     prompts = [r["prompt"] for r in rows]
     rows = [dict(r) for r in rows]
     for col, key in zip(REF_COLUMNS, ("chosen", "rejected")):
-        for r, lp in zip(rows, ref.logps(prompts, [r[key] for r in rows])):
+        for r, lp in zip(rows, ref.logps(prompts, [r[key] for r in rows])[0]):
             r[col] = lp
     pq.write_table(pa.Table.from_pylist(rows), out)
     return out

@@ -140,6 +140,8 @@ class Eval:
     top_k: int = 50
     sql_timeout_s: float = 2.0
     predictions: Optional[str] = None
+    pairs: Optional[str] = None
+    reward_model: Optional["RewardModel"] = None
 
 
 @dataclass
@@ -208,8 +210,14 @@ class Pairs:
     test_fraction: float = 0.1
 
 
-GROUP_SCHEMAS = {"model": Model, "train": Train, "deepspeed": DeepSpeed, "cluster": Cluster, "eval": Eval,
-                 "generate": Generate, "score": Score, "pairs": Pairs}
+@dataclass
+class Objective:
+    metric: str = MISSING          # the result a job returns to Hydra (and a sweep ranks by)
+    direction: str = "maximize"    # maximize | minimize
+
+
+GROUP_SCHEMAS = {"objective": Objective, "model": Model, "train": Train, "deepspeed": DeepSpeed, "cluster": Cluster,
+                 "eval": Eval, "generate": Generate, "score": Score, "pairs": Pairs}
 
 
 # `--help` opens with the running job's docstring (what it does, example commands): conf/config.yaml's help header
@@ -282,8 +290,44 @@ def validate(cfg: DictConfig) -> DictConfig:
     return out
 
 
+_POSITIVE = "greater than 0"
+_COUNT = "a whole number of at least 1"
+# values a setting cannot take: (group, key, test, what the value must be); None (unset) always passes
+RANGES = [
+    ("train", "learning_rate", lambda v: v > 0, _POSITIVE), ("train", "epochs", lambda v: v > 0, _POSITIVE),
+    ("train", "per_device_batch_size", lambda v: v >= 1, _COUNT),
+    ("train", "gradient_accumulation_steps", lambda v: v >= 1, _COUNT),
+    ("train", "max_steps", lambda v: v == -1 or v >= 1, "-1 (no limit) or at least 1"),
+    ("train", "logging_steps", lambda v: v >= 1, _COUNT), ("train", "save_steps", lambda v: v >= 1, _COUNT),
+    ("train", "warmup_ratio", lambda v: 0 <= v < 1, "at least 0 and below 1"),
+    ("train", "weight_decay", lambda v: v >= 0, "at least 0"), ("train", "beta", lambda v: v > 0, _POSITIVE),
+    ("train", "label_smoothing", lambda v: 0 <= v < 0.5, "at least 0 and below 0.5"),
+    ("eval", "batch_size", lambda v: v >= 1, _COUNT), ("eval", "num_shards", lambda v: v >= 1, _COUNT),
+    ("eval", "max_new_tokens", lambda v: v >= 1, _COUNT), ("eval", "num_samples", lambda v: v >= 1, _COUNT),
+    ("eval", "limit", lambda v: v >= 1, _COUNT), ("eval", "temperature", lambda v: v > 0, _POSITIVE),
+    ("eval", "top_p", lambda v: 0 < v <= 1, "above 0 and at most 1"), ("eval", "top_k", lambda v: v >= 0, "at least 0"),
+    ("eval", "sql_timeout_s", lambda v: v > 0, _POSITIVE),
+    ("generate", "batch_size", lambda v: v >= 1, _COUNT), ("generate", "concurrency", lambda v: v >= 1, _COUNT),
+    ("generate", "chunk_prompts", lambda v: v >= 1, _COUNT), ("generate", "max_new_tokens", lambda v: v >= 1, _COUNT),
+    ("generate", "limit", lambda v: v >= 1, _COUNT), ("generate", "offset", lambda v: v >= 0, "at least 0"),
+    ("generate", "retries", lambda v: v >= 0, "at least 0"), ("generate", "temperature", lambda v: v > 0, _POSITIVE),
+    ("generate", "top_p", lambda v: 0 < v <= 1, "above 0 and at most 1"),
+    ("cluster", "num_workers", lambda v: v >= 1, _COUNT), ("cluster", "cpus_per_worker", lambda v: v >= 1, _COUNT),
+    ("pairs", "test_fraction", lambda v: 0 <= v < 1, "at least 0 and below 1"),
+    ("pairs", "max_pairs_per_prompt", lambda v: v >= 1, _COUNT),
+]
+
+
+def _check_ranges(cfg: DictConfig) -> None:
+    for group, key, ok, must in RANGES:
+        value = cfg[group][key] if group in cfg else None
+        if value is not None and not ok(value):
+            raise UserError(f"{group}.{key}={value} is not allowed: it must be {must}")
+
+
 def _check_combinations(cfg: DictConfig) -> None:
     """Combinations that cannot work, caught before any Ray work starts."""
+    _check_ranges(cfg)
     if "train" in cfg:
         if cfg.train.method not in ("full", "lora", "qlora"):
             raise UserError(f"train.method must be full, lora or qlora, not {cfg.train.method!r}")
@@ -304,6 +348,8 @@ def _check_combinations(cfg: DictConfig) -> None:
             unknown = [x for x in t.loss_type if x not in known]
             if unknown:
                 raise UserError(f"unknown DPO loss {unknown[0]!r}; TRL's losses are {', '.join(sorted(known))}")
+    if "objective" in cfg and cfg.objective.direction not in ("maximize", "minimize"):
+        raise UserError(f"objective.direction must be maximize or minimize, not {cfg.objective.direction!r}")
     if "deepspeed" in cfg and cfg.deepspeed.stage not in (0, 2, 3):
         raise UserError(f"deepspeed.stage must be 0, 2 or 3, not {cfg.deepspeed.stage}")
     if "cluster" in cfg:

@@ -48,6 +48,16 @@ def table_names(db_path: str | Path) -> list[str]:
         con.close()
 
 
+def column_names(db_path: str | Path) -> list[str]:
+    """Every column name of every table (a name shared by several tables once)."""
+    con = connect_read_only(db_path)
+    try:
+        return sorted({c[0] for t in table_names(db_path)
+                       for c in con.execute("SELECT name FROM pragma_table_info(?)", (t,))})
+    finally:
+        con.close()
+
+
 def schema_ddl(db_path: str | Path) -> str:
     con = connect_read_only(db_path)
     try:
@@ -257,6 +267,7 @@ def read_byo_questions(db_path: str | Path, questions_path: str | Path) -> list[
     """Instruction rows (split unset) from a JSONL of {id?, question, gold_sql[, reasoning, difficulty]}; every
     gold SQL must run in the sandbox, else one sentence names the line. Either file may be local or in storage."""
     from nba_dpo import storage
+    from nba_dpo.data.text import jsonl_lines, storable
 
     questions_path = str(questions_path)
     if not storage.exists(str(db_path)):
@@ -268,12 +279,10 @@ def read_byo_questions(db_path: str | Path, questions_path: str | Path) -> list[
     ddl = schema_ddl(db_path)
     rows: list[dict] = []
     with Sandbox(db_path, timeout_s=5.0) as sandbox:
-        for lineno, line in enumerate(storage.read_text(questions_path).splitlines(), start=1):
-            if not line.strip():
-                continue
+        for lineno, line, _ in jsonl_lines(questions_path):  # text that is not UTF-8 is kept as U+FFFD
             try:
                 q = json.loads(line)
-                question, gold = q["question"], q["gold_sql"]
+                question, gold = storable(str(q["question"]))[0], q["gold_sql"]
             except (json.JSONDecodeError, KeyError, TypeError) as e:
                 raise UserError(f"{questions_path}:{lineno}: expected a JSON object with 'question' and "
                                 f"'gold_sql' ({e.__class__.__name__}: {e})") from None

@@ -20,11 +20,17 @@ def summary_markdown(name: str, m: dict) -> str:
     if "pass_at_k" in m:
         lines += ["pass@k (sampled): " + ", ".join(f"pass@{k} {pct(v)}%" for k, v in m["pass_at_k"].items()), ""]
     if "verbosity" in m:
-        v = m["verbosity"]
+        v, rs = m["verbosity"], m["reasoning"]
         lines += [f"Completion tokens: mean {v['mean_completion_tokens']:.1f}, p50 {v['p50_completion_tokens']:.0f}, "
                   f"p90 {v['p90_completion_tokens']:.0f}; ratio to gold {v['ratio_to_gold']:.2f}. Reasoning line present "
-                  f"{pct(m['reasoning']['has_reasoning'])}%, its tables match the SQL's "
-                  f"{pct(m['reasoning']['tables_match_sql'])}%.", ""]
+                  f"{pct(rs['has_reasoning'])}%, consistent with its SQL {pct(rs['consistent'])}%, correct against "
+                  f"the gold SQL {pct(rs['correct'])}%; EX {pct(rs['ex_when_correct'])}% when the reasoning is "
+                  f"correct (n={rs['n_when_correct']}), {pct(rs['ex_when_wrong'])}% when not (n={rs['n_when_wrong']}).",
+                  ""]
+    if "preferences" in m:
+        p = m["preferences"]
+        lines += [f"Held-out preference pairs ({p['n']}): the model's log-probability prefers the chosen answer in "
+                  f"{pct(p['prefers_chosen'])}% (summed), {pct(p['prefers_chosen_per_token'])}% (per token).", ""]
     for title, key in (("difficulty", "by_difficulty"), ("hold-out", "by_holdout"), ("template", "by_template")):
         lines += [f"| {title} | n | EX Spider | EX BIRD | valid |", "|---|---:|---:|---:|---:|"]
         lines += [f"| {g} | {s['n']} | {pct(s['ex_spider'])} | {pct(s['ex_bird'])} | {pct(s['valid_sql'])} |"

@@ -1,5 +1,6 @@
 """The evaluate stage: generate with a model folder over Ray Data shards (or take given predictions), execute,
-compare with the gold answers, and write metrics.json, predictions.parquet, summary.md and plots."""
+compare with the gold answers, check the reasoning lines, optionally score the model's likelihood of held-out
+preference pairs (eval.pairs), and write metrics.json, predictions.parquet, summary.md and plots."""
 from __future__ import annotations
 
 import json
@@ -9,9 +10,11 @@ import pyarrow as pa
 from omegaconf import DictConfig
 
 from nba_dpo import storage
-from nba_dpo.data.dataset import completion_text, read_byo_questions, table_names
+from nba_dpo.data.dataset import column_names, completion_text, read_byo_questions, table_names
+from nba_dpo.data.text import jsonl_lines, storable
 from nba_dpo.errors import UserError
-from nba_dpo.evaluation.metrics import compute_metrics
+from nba_dpo.evaluation.metrics import compute_metrics, preference_metrics
+from nba_dpo.evaluation.reasoning import check_reasoning
 from nba_dpo.evaluation.report import write_report
 from nba_dpo.scoring.execution import ExecutionVerifier
 from nba_dpo.sql.compare import exact_match
@@ -19,6 +22,9 @@ from nba_dpo.sql.extract import extract_reasoning, extract_sql
 
 PREDICTION_COLUMNS = ["id", "sql", "correct_spider", "correct_bird", "error", "exec_ok", "exact_match", "question",
                       "gold_sql", "difficulty", "template_id", "holdout"]
+# with a model: its completion, lengths, pass@k verdicts, reward-model score and reasoning verdicts
+MODEL_COLUMNS = ["completion", "n_tokens", "reasoning_tokens", "sql_tokens", "gold_reasoning_tokens", "gold_sql_tokens",
+                 "samples_correct", "reward", "has_reasoning", "reasoning_consistent", "reasoning_correct"]
 
 
 def eval_rows(cfg: DictConfig) -> list[dict]:
@@ -34,75 +40,146 @@ def eval_rows(cfg: DictConfig) -> list[dict]:
     return rows[: cfg.eval.limit] if cfg.eval.limit else rows
 
 
-def _read_predictions(p: str) -> dict[str, str]:
-    preds = {}
+def _read_predictions(p: str) -> dict[str, tuple[str, str | None]]:
+    """id -> (SQL, problem): text that is not valid UTF-8 is kept, replaced, and scored as a failure."""
     if not storage.exists(p):
         raise UserError(f"predictions file not found: {p}")
-    for lineno, line in enumerate(storage.read_text(p).splitlines(), start=1):
-        if not line.strip():
-            continue
+    preds = {}
+    for lineno, line, problem in jsonl_lines(p):
         try:
             obj = json.loads(line)
-            preds[str(obj["id"])] = str(obj["sql"] or "")
+            sql, bad_sql = storable(str(obj["sql"] or ""))
+            preds[storable(str(obj["id"]))[0]] = (sql, problem or bad_sql)
         except (json.JSONDecodeError, KeyError, TypeError) as e:
             raise UserError(f"{p}:{lineno}: expected a JSON object with 'id' and 'sql' ({e})") from None
     return preds
 
 
-def score_predictions(rows: list[dict], predictions: dict[str, str], db_path: str, timeout_s: float) -> list[dict]:
+def score_predictions(rows: list[dict], predictions: dict[str, tuple[str, str | None]], db_path: str,
+                      timeout_s: float) -> list[dict]:
     """Run each given SQL as is (no extraction) in the sandbox and compare with the gold result."""
     verifier = ExecutionVerifier(db_path, timeout_s)
     out = []
     for r in rows:
-        pred = predictions.get(str(r["id"]))
-        v = verifier.verify_sql(pred or "", r["sql"])
-        out.append({**r, "gold_sql": r["sql"], "sql": pred or "", "exec_ok": v.exec_ok,
-                    "correct_spider": v.correct_spider, "correct_bird": v.correct_bird,
-                    "exact_match": bool(pred) and exact_match(pred, r["sql"]),
-                    "error": "missing: no prediction for this id" if pred is None else v.error})
+        pred, problem = predictions.get(str(r["id"]), (None, None))
+        v = verifier.verify_sql("" if problem else pred or "", r["sql"])
+        error = "missing: no prediction for this id" if pred is None else problem or v.error
+        out.append({**r, "gold_sql": r["sql"], "sql": pred or "", "exec_ok": v.exec_ok and not problem,
+                    "correct_spider": v.correct_spider and not problem, "correct_bird": v.correct_bird and not problem,
+                    "exact_match": bool(pred) and not problem and exact_match(pred, r["sql"]), "error": error})
     return out
 
 
+def _context_length(model_path: str) -> int | None:
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_path)
+    return getattr(config, "max_position_embeddings", None)
+
+
 def generate_and_score(cfg: DictConfig, rows: list[dict]) -> list[dict]:
-    """Ray Data: prompts -> HFGenerator actors (eval.num_shards) -> ExecutionVerifier actors -> rows."""
+    """Ray Data: prompts -> HFGenerator actors (eval.num_shards) -> ExecutionVerifier actors [-> RewardScorer] ->
+    rows. A question whose prompt leaves no room for eval.max_new_tokens in the model's context is not generated: it
+    is scored as a failure with that reason."""
     import ray
     from transformers import AutoTokenizer
 
     from nba_dpo.cluster import actor_resources, one_call_per_actor
     from nba_dpo.generation.hf import HFGenerator
     from nba_dpo.models.prompts import build_prompt
+    from nba_dpo.scoring.reward import with_rewards
 
     e = cfg.eval
     if not storage.exists(f"{e.model_path}/config.json"):
         raise UserError(f"eval.model_path={e.model_path} is not a model folder (no config.json); train one with "
                         "jobs.sft or point eval.model_path at one")
-    tokenizer = AutoTokenizer.from_pretrained(storage.local_copy(e.model_path))
-    items = [{"id": r["id"], "prompt": build_prompt(tokenizer, r["question"], r["schema"], cfg.model.include_schema),
-              "sql": r["sql"]} for r in rows]
-    ds = ray.data.from_items(items, override_num_blocks=max(e.num_shards * 4, 1))
-    use_gpu = cfg.cluster.use_gpu  # a GPU per shard on a GPU cluster
-    ds = ds.map_batches(HFGenerator, batch_size=e.batch_size, compute=one_call_per_actor(e.num_shards),
-                        **actor_resources(cfg.cluster, num_cpus=1, num_gpus=1 if use_gpu else 0),
-                        fn_constructor_kwargs=dict(model_path=e.model_path, max_new_tokens=e.max_new_tokens,
-                                                   greedy=True, num_samples=e.num_samples if e.num_samples > 1 else 0,
-                                                   temperature=e.temperature, top_p=e.top_p, top_k=e.top_k,
-                                                   seed=cfg.seed, dtype=cfg.model.dtype, use_gpu=use_gpu))
-    # no CPU reserved, as in the generate stage: checks run beside generator actors that hold every core
-    ds = ds.map_batches(ExecutionVerifier, batch_size=e.batch_size,
-                        compute=ray.data.ActorPoolStrategy(size=e.num_shards), **actor_resources(cfg.cluster, 0),
-                        fn_constructor_kwargs=dict(db_path=cfg.data.db_path, timeout_s=e.sql_timeout_s))
-    scored = {r["id"]: r for r in ds.take_all()}
+    model_dir = storage.local_copy(e.model_path)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
     count = lambda text: len(tokenizer(text, add_special_tokens=False).input_ids) if text else 0  # noqa: E731
+    context = _context_length(model_dir)
+    items, too_long = [], {}
+    for r in rows:
+        prompt = build_prompt(tokenizer, r["question"], r["schema"], cfg.model.include_schema)
+        n = count(prompt)
+        if context and n + e.max_new_tokens > context:
+            too_long[r["id"]] = (f"prompt_too_long: {n} prompt tokens + eval.max_new_tokens={e.max_new_tokens} "
+                                 f"exceed the model's context of {context}")
+        else:
+            items.append({"id": r["id"], "prompt": prompt, "sql": r["sql"], "question": r["question"]})
+    scored = {}
+    if items:
+        ds = ray.data.from_items(items, override_num_blocks=max(e.num_shards * 4, 1))
+        use_gpu = cfg.cluster.use_gpu  # a GPU per shard on a GPU cluster
+        ds = ds.map_batches(HFGenerator, batch_size=e.batch_size, compute=one_call_per_actor(e.num_shards),
+                            **actor_resources(cfg.cluster, num_cpus=1, num_gpus=1 if use_gpu else 0),
+                            fn_constructor_kwargs=dict(model_path=e.model_path, max_new_tokens=e.max_new_tokens,
+                                                       greedy=True, num_samples=e.num_samples if e.num_samples > 1
+                                                       else 0, temperature=e.temperature, top_p=e.top_p,
+                                                       top_k=e.top_k, seed=cfg.seed, dtype=cfg.model.dtype,
+                                                       use_gpu=use_gpu))
+        # no CPU reserved, as in the generate stage: checks run beside generator actors that hold every core
+        ds = ds.map_batches(ExecutionVerifier, batch_size=e.batch_size,
+                            compute=ray.data.ActorPoolStrategy(size=e.num_shards), **actor_resources(cfg.cluster, 0),
+                            fn_constructor_kwargs=dict(db_path=cfg.data.db_path, timeout_s=e.sql_timeout_s))
+        if e.reward_model:
+            ds = with_rewards(ds, e.reward_model, cfg.cluster)
+        scored = {r["id"]: r for r in ds.take_all()}
     out = []
     for r in rows:
+        gold = {"gold_sql": r["sql"], "gold_tokens": count(completion_text(r["reasoning"], r["sql"])),
+                "gold_reasoning_tokens": count(r["reasoning"]), "gold_sql_tokens": count(r["sql"])}
+        if r["id"] in too_long:
+            out.append({**r, **gold, "sql": "", "completion": "", "n_tokens": 0, "reasoning_tokens": 0,
+                        "sql_tokens": 0, "samples_correct": [False] * e.num_samples if e.num_samples > 1 else None,
+                        "exec_ok": False, "correct_spider": False, "correct_bird": False, "exact_match": False,
+                        "error": too_long[r["id"]], "reward": None})
+            continue
         s = scored[r["id"]]
-        out.append({**r, "gold_sql": r["sql"], "sql": s["pred_sql"], "completion": s["completion"],
+        out.append({**r, **gold, "sql": s["pred_sql"], "completion": s["completion"],
                     "n_tokens": int(s["n_tokens"]), "reasoning_tokens": count(extract_reasoning(s["completion"])),
                     "sql_tokens": count(extract_sql(s["completion"])),
-                    "gold_tokens": count(completion_text(r["reasoning"], r["sql"])),
                     "samples_correct": list(s["samples_correct"]) if s.get("samples_correct") is not None else None,
+                    "reward": float(s["reward"]) if e.reward_model else None,
                     **{k: s[k] for k in ("exec_ok", "correct_spider", "correct_bird", "exact_match", "error")}})
     return out
+
+
+def add_reasoning_verdicts(rows: list[dict], db_path: str) -> None:
+    """reasoning_consistent / reasoning_correct of each completion (evaluation.reasoning), in place."""
+    db = storage.local_copy(db_path)
+    tables, columns = {t.lower() for t in table_names(db)}, {c.lower() for c in column_names(db)}
+    for r in rows:
+        v = check_reasoning(extract_reasoning(r["completion"]), r["sql"], r["gold_sql"], tables, columns)
+        r["has_reasoning"], r["reasoning_consistent"], r["reasoning_correct"] = (v["has_reasoning"], v["consistent"],
+                                                                                 v["correct"])
+        r["reasoning_facets"] = {f"{kind}_{facet}": ok for kind in ("consistent", "correct")
+                                 for facet, ok in v[f"{kind}_facets"].items()}
+
+
+def pair_logprobs(cfg: DictConfig) -> list[dict]:
+    """The evaluated model's log-probabilities of each held-out pair's chosen and rejected completions (Ray Data
+    actors, one per shard)."""
+    import ray
+
+    from nba_dpo.cluster import actor_resources
+    from nba_dpo.prefs.ref_logprobs import PairLogProbs
+
+    e = cfg.eval
+    if not storage.exists(e.pairs):
+        raise UserError(f"eval.pairs={e.pairs} not found: run jobs.generate first, or leave eval.pairs unset")
+    names = storage.parquet_metadata(e.pairs).schema.names
+    columns = ["prompt", "chosen", "rejected"] + [c for c in ("ref_chosen_logps", "ref_rejected_logps") if c in names]
+    ds = storage.read_dataset(e.pairs, columns=columns)
+    use_gpu = cfg.cluster.use_gpu
+    ds = ds.map_batches(PairLogProbs, batch_size=e.batch_size, compute=ray.data.ActorPoolStrategy(size=e.num_shards),
+                        **actor_resources(cfg.cluster, num_cpus=1, num_gpus=1 if use_gpu else 0),
+                        fn_constructor_kwargs=dict(model_path=e.model_path, max_length=cfg.model.max_length,
+                                                   dtype=cfg.model.dtype, use_gpu=use_gpu))
+    return ds.drop_columns(["prompt", "chosen", "rejected"]).take_all()
+
+
+def _storable_row(row: dict, columns: list[str]) -> dict:
+    return {c: storable(row[c])[0] if isinstance(row.get(c), str) else row.get(c) for c in columns}
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -118,15 +195,16 @@ def evaluate(cfg: DictConfig) -> dict:
                                    cfg.eval.sql_timeout_s)
     else:
         scored = generate_and_score(cfg, rows)
-    tables = {t.lower() for t in table_names(storage.local_copy(cfg.data.db_path))}
-    metrics = compute_metrics(scored, tables, pass_k=list(cfg.eval.pass_k), token_counts=not cfg.eval.predictions)
+        add_reasoning_verdicts(scored, cfg.data.db_path)
+    metrics = compute_metrics(scored, pass_k=list(cfg.eval.pass_k))
+    if cfg.eval.pairs and not cfg.eval.predictions:
+        metrics["preferences"] = preference_metrics(pair_logprobs(cfg))
     metrics["seconds"] = round(time.perf_counter() - start, 1)
     metrics["model_path"] = None if cfg.eval.predictions else cfg.eval.model_path
     out_dir = f"{cfg.paths.artifacts}/eval/{cfg.eval.name}"
-    columns = PREDICTION_COLUMNS + [c for c in ("completion", "n_tokens", "samples_correct") if c in scored[0]]
-    table = pa.Table.from_pylist([{c: r.get(c) for c in columns} for r in scored])
+    columns = PREDICTION_COLUMNS + [c for c in MODEL_COLUMNS if c in scored[0]]
+    table = pa.Table.from_pylist([_storable_row(r, columns) for r in scored])
     storage.write_parquet(table, f"{out_dir}/predictions.parquet")
     write_report(cfg.eval.name, metrics, out_dir)
     storage.write_json(metrics, f"{out_dir}/metrics.json")  # last: marks a complete evaluation
     return metrics
-

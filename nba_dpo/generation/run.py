@@ -29,6 +29,7 @@ from nba_dpo.prefs.pairing import make_pairs, prompt_of
 from nba_dpo.prefs.schema import CANDIDATE_SCHEMA, PAIR_SCHEMA
 from nba_dpo.scoring.composite import composite_score
 from nba_dpo.scoring.execution import ExecutionVerifier
+from nba_dpo.scoring.reward import with_rewards
 
 PROMPT_COLUMNS = ["id", "question", "schema", "sql", "reasoning", "difficulty", "template_id"]
 
@@ -113,15 +114,7 @@ def candidate_dataset(cfg: DictConfig, todo: set[str]):
                         **actor_resources(c, num_cpus=0),
                         fn_constructor_kwargs=dict(db_path=cfg.data.db_path, timeout_s=s.sql_timeout_s))
     if s.reward_model:
-        from nba_dpo.scoring.reward import RewardScorer
-
-        rm = s.reward_model
-        ds = ds.map_batches(RewardScorer, batch_size=rm.batch_size,
-                            compute=ray.data.ActorPoolStrategy(size=rm.concurrency),
-                            **actor_resources(c, num_cpus=0 if rm.num_gpus else 1, num_gpus=rm.num_gpus),
-                            fn_constructor_kwargs=dict(model_path=rm.path, kind=rm.kind, dtype=rm.dtype,
-                                                       trust_remote_code=rm.trust_remote_code,
-                                                       max_length=rm.max_length, use_gpu=rm.num_gpus > 0))
+        ds = with_rewards(ds, s.reward_model, c)
     return ds
 
 

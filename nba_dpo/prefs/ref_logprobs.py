@@ -1,4 +1,5 @@
-"""Summed log-probabilities of chosen and rejected completions under the reference model, as a Ray Data stage.
+"""Summed log-probabilities of chosen and rejected completions under the reference model (RefLogProbs), or under
+the model being evaluated with their token counts (PairLogProbs), as Ray Data stages.
 
 Tokenised exactly as TRL's DPOTrainer does (prompt alone vs prompt + completion + EOS, the completion being the
 tail after their common prefix, truncated to max_length keeping the start), so that DPO can train from the stored
@@ -38,7 +39,8 @@ class RefLogProbs:
         self.model.eval()
         self.max_length, self.batch_size = max_length, batch_size
 
-    def logps(self, prompts: list[str], completions: list[str]) -> list[float]:
+    def logps(self, prompts: list[str], completions: list[str]) -> tuple[list[float], list[int]]:
+        """The summed log-probability of each completion after its prompt, and its number of tokens."""
         seqs = [completion_ids(self.tokenizer, p, c, self.max_length) for p, c in zip(prompts, completions)]
         out = []
         pad = self.tokenizer.pad_token_id or 0
@@ -56,11 +58,23 @@ class RefLogProbs:
                 logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
             logp = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, ids[:, 1:, None].to(self.device))
             out += (logp.squeeze(-1).cpu() * labels_mask[:, 1:]).sum(dim=1).tolist()
-        return out
+        return out, [len(c) for _, c in seqs]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         prompts = [str(p) for p in batch["prompt"]]
         out = dict(batch)
-        out["ref_chosen_logps"] = np.array(self.logps(prompts, [str(c) for c in batch["chosen"]]))
-        out["ref_rejected_logps"] = np.array(self.logps(prompts, [str(r) for r in batch["rejected"]]))
+        out["ref_chosen_logps"] = np.array(self.logps(prompts, [str(c) for c in batch["chosen"]])[0])
+        out["ref_rejected_logps"] = np.array(self.logps(prompts, [str(r) for r in batch["rejected"]])[0])
+        return out
+
+
+class PairLogProbs(RefLogProbs):
+    """The evaluated model's `chosen_logps`/`rejected_logps` and `chosen_tokens`/`rejected_tokens` of each pair."""
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        prompts = [str(p) for p in batch["prompt"]]
+        out = dict(batch)
+        for side in ("chosen", "rejected"):
+            logps, tokens = self.logps(prompts, [str(c) for c in batch[side]])
+            out[f"{side}_logps"], out[f"{side}_tokens"] = np.array(logps), np.array(tokens)
         return out

@@ -37,3 +37,18 @@ class RewardScorer:
         out["reward"] = np.array([np.nan if f else self.score(str(q), str(c))
                                   for q, c, f in zip(batch["question"], batch["completion"], failed)])
         return out
+
+
+def with_rewards(ds, rm, cluster):
+    """Ray Data stage: a `reward` column scored by `rm` (a score.reward_model / eval.reward_model config) for each
+    row's question and completion."""
+    import ray
+
+    from nba_dpo.cluster import actor_resources
+
+    return ds.map_batches(RewardScorer, batch_size=rm.batch_size,
+                          compute=ray.data.ActorPoolStrategy(size=rm.concurrency),
+                          **actor_resources(cluster, num_cpus=0 if rm.num_gpus else 1, num_gpus=rm.num_gpus),
+                          fn_constructor_kwargs=dict(model_path=rm.path, kind=rm.kind, dtype=rm.dtype,
+                                                     trust_remote_code=rm.trust_remote_code, max_length=rm.max_length,
+                                                     use_gpu=rm.num_gpus > 0))
