@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 from nba_dpo.config import validate
 from nba_dpo.data.build import build_data, format_counts
 from nba_dpo.errors import exit_on_user_error
+from nba_dpo.sweep import objective
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -18,7 +19,7 @@ def main(cfg: DictConfig) -> int:
     manifest = build_data(cfg)
     print(format_counts(manifest["counts"]))
     print(f"[build_data] done in {manifest['seconds']}s; outputs in {cfg.paths.data}")
-    return sum(sum(c.values()) for c in manifest["counts"].values())
+    return objective(cfg, {"rows": sum(sum(c.values()) for c in manifest["counts"].values())})
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from nba_dpo.config import validate
 from nba_dpo.errors import exit_on_user_error
-from nba_dpo.sweep import per_sweep_point
+from nba_dpo.sweep import objective, per_sweep_point
 from nba_dpo.evaluation.run import evaluate
 
 
@@ -22,7 +22,7 @@ def main(cfg: DictConfig) -> float:
     extra = "".join(f", pass@{k} {v:.3f}" for k, v in m.get("pass_at_k", {}).items())
     print(f"[evaluate] {cfg.eval.name}: n={m['n']} ex_spider={m['ex_spider']:.3f} ex_bird={m['ex_bird']:.3f} "
           f"valid_sql={m['valid_sql']:.3f}{extra} ({m['seconds']}s); outputs in {cfg.paths.artifacts}/eval/{cfg.eval.name}")
-    return m["ex_spider"]
+    return objective(cfg, m)
 
 
 if __name__ == "__main__":

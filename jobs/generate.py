@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from nba_dpo.config import validate
 from nba_dpo.errors import exit_on_user_error
-from nba_dpo.sweep import per_sweep_point
+from nba_dpo.sweep import objective, per_sweep_point
 from nba_dpo.generation.run import generate_preferences
 
 
@@ -25,7 +25,7 @@ def main(cfg: DictConfig) -> float:
           f"{s['pass_rate']:.3f}; {s['pairs']['n']} pairs ({s['pairs']['per_prompt']:.2f} per prompt), no pair: "
           f"{s['no_pair_reasons']}; {speed}; {s['seconds']}s; outputs in "
           f"{cfg.generate.output_dir}")
-    return s["pairs"]["per_prompt"]
+    return objective(cfg, {**s, "pairs_per_prompt": s["pairs"]["per_prompt"]})
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from nba_dpo.config import validate
 from nba_dpo.errors import exit_on_user_error
-from nba_dpo.sweep import per_sweep_point
+from nba_dpo.sweep import objective, per_sweep_point
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="sft")
@@ -21,9 +21,8 @@ def main(cfg: DictConfig) -> float:
     out = train_sft(cfg)
     resumed = f" (resumed at step {out['resumed_from_step']})" if out["resumed_from_step"] else ""
     print(f"[sft] done in {out['seconds']}s, {out['steps']} steps{resumed}, loss {out['first_loss']} -> "
-          f"{out['final_loss']}; "
-          f"model in {out['output_dir']}")
-    return out["final_loss"]
+          f"{out['final_loss']}, validation loss {out['val_loss']}; model in {out['output_dir']}")
+    return objective(cfg, out)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from nba_dpo.config import validate
 from nba_dpo.errors import exit_on_user_error
-from nba_dpo.sweep import per_sweep_point
+from nba_dpo.sweep import objective, per_sweep_point
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train_dpo")
@@ -24,7 +24,7 @@ def main(cfg: DictConfig) -> float:
           "final reward "
           f"accuracy {out['final_reward_accuracy']}, margin {out['final_margin']} (held-out pairs: "
           f"{out['heldout_reward_accuracy']}, {out['heldout_margin']}); model in {out['output_dir']}")
-    return out["final_reward_accuracy"] or 0.0
+    return objective(cfg, out)
 
 
 if __name__ == "__main__":

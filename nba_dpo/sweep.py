@@ -1,5 +1,6 @@
-"""Hydra multirun support: each sweep point gets its own output folder and Ray run, and a callback writes a summary
-table of every point's overrides and returned metric when the sweep ends."""
+"""Hydra multirun support: each sweep point gets its own output folder and Ray run; every job returns the figure its
+config's `objective` names, and a callback writes a table of every point's overrides and that figure, best first by
+the objective's direction, when the sweep ends."""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
+
+from nba_dpo.errors import UserError
 
 
 def per_sweep_point(cfg: DictConfig, output_key: str) -> DictConfig:
@@ -42,6 +45,15 @@ def point_name(num: int, overrides: list[str], max_chars: int = 100) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", "_".join([str(num), *parts]))[:max_chars]
 
 
+def objective(cfg: DictConfig, results: dict) -> float | None:
+    """What the job returns to Hydra: results[objective.metric] (None when the run could not measure it)."""
+    metric = cfg.objective.metric
+    if metric not in results:
+        choices = ", ".join(sorted(k for k, v in results.items() if isinstance(v, (int, float))))
+        raise UserError(f"objective.metric={metric} is not one of this job's results ({choices})")
+    return results[metric]
+
+
 class SweepSummary(Callback):
     """Collects (overrides, return value) of every job; on_multirun_end writes sweep_summary.{md,json}."""
 
@@ -61,10 +73,16 @@ class SweepSummary(Callback):
             return
         out = Path(config.hydra.sweep.dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "sweep_summary.json").write_text(json.dumps(self.rows, indent=2, default=str) + "\n")
-        lines = ["| job | overrides | result | status |", "|---:|---|---:|---|"]
-        for r in sorted(self.rows, key=lambda r: (r["result"] is None, -(r["result"] or 0))):
+        metric, direction = config.objective.metric, config.objective.direction
+        sign = -1 if direction == "maximize" else 1
+        ranked = sorted(self.rows, key=lambda r: (not isinstance(r["result"], (int, float)),
+                                                  sign * r["result"] if isinstance(r["result"], (int, float)) else 0))
+        summary = {"metric": metric, "direction": direction, "points": ranked}
+        (out / "sweep_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        lines = [f"| job | overrides | {metric} | status |", "|---:|---|---:|---|"]
+        for r in ranked:
             result = f"{r['result']:.4f}" if isinstance(r["result"], (int, float)) else "-"
             lines.append(f"| {r['job']} | {' '.join(r['overrides'])} | {result} | {r['status']} |")
         (out / "sweep_summary.md").write_text("\n".join(lines) + "\n")
-        print("\n".join(["[sweep] summary (best first):", *lines, f"[sweep] written to {out}/sweep_summary.md"]))
+        print("\n".join([f"[sweep] summary, best {metric} first ({direction}):", *lines,
+                          f"[sweep] written to {out}/sweep_summary.md"]))

@@ -79,9 +79,41 @@ def test_multirun_writes_a_sweep_summary(tmp_path, db_path):
                            f"paths.artifacts={tmp_path}"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     [sweep_dir] = (tmp_path / "hydra" / "evaluate").glob("multirun-*")
-    rows = json.loads((sweep_dir / "sweep_summary.json").read_text())
-    assert [r["status"] for r in rows] == ["COMPLETED", "COMPLETED"]
-    assert sorted(r["result"] for r in rows) == [2 / 7, 1.0]
+    summary = json.loads((sweep_dir / "sweep_summary.json").read_text())
+    assert (summary["metric"], summary["direction"]) == ("ex_spider", "maximize")
+    assert [r["status"] for r in summary["points"]] == ["COMPLETED", "COMPLETED"]
+    assert [r["result"] for r in summary["points"]] == [1.0, 2 / 7]  # best first
     table = (sweep_dir / "sweep_summary.md").read_text().splitlines()
-    assert f"eval.predictions={good}" in table[2] and "1.0000" in table[2]  # best first
+    assert "ex_spider" in table[0] and f"eval.predictions={good}" in table[2] and "1.0000" in table[2]
     assert len(list((tmp_path / "eval" / "sweep").glob("*/metrics.json"))) == 2  # a folder per point
+
+
+def test_no_text_kills_a_run(tmp_path, db_path):
+    """Lone surrogates (a JSON \\ud800 escape), invalid UTF-8, NUL bytes and a megabyte of SQL in a predictions file,
+    and a question with a lone surrogate: each such row is stored and scored as a failure with its reason, and the
+    others keep their results."""
+    questions = QUESTIONS[:4] + [("surrogate_q", "How many teams? \ud800", "SELECT COUNT(*) FROM teams")]
+    q = tmp_path / "Q.jsonl"
+    q.write_text("\n".join(json.dumps({"id": i, "question": t, "gold_sql": s}) for i, t, s in questions))
+    lines = [json.dumps({"id": "count", "sql": "SELECT COUNT(*) FROM teams"}).encode(),
+             b'{"id": "east", "sql": "SELECT 1 \\ud800"}',                         # lone surrogate
+             b'{"id": "top", "sql": "SELECT \xff\xfe FROM players"}',              # not UTF-8
+             json.dumps({"id": "avg", "sql": "SELECT AVG(home_score) FROM games\u0000"}).encode(),  # NUL byte
+             json.dumps({"id": "surrogate_q", "sql": "SELECT '" + "x" * 1_000_000 + "'"}).encode()]  # 1 MB
+    p = tmp_path / "P.jsonl"
+    p.write_bytes(b"\n".join(lines))
+    out = tmp_path / "OUT"
+    proc = subprocess.run([sys.executable, "-m", "jobs.evaluate", "data=byo", f"data.db_path={db_path}",
+                           f"data.questions={q}", f"eval.predictions={p}", "eval.name=nasty",
+                           f"paths.artifacts={out}"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["id"]: r for r in pq.read_table(out / "eval/nasty/predictions.parquet").to_pylist()}
+    assert rows["count"]["correct_spider"] is True and rows["count"]["error"] is None
+    assert rows["east"]["error"].startswith("invalid_text: lone surrogate") and not rows["east"]["exec_ok"]
+    assert rows["east"]["sql"] == "SELECT 1 \ufffd"
+    assert rows["top"]["error"].startswith("invalid_text: not UTF-8") and not rows["top"]["correct_spider"]
+    assert rows["avg"]["error"].startswith("error") and "null character" in rows["avg"]["error"]
+    assert rows["surrogate_q"]["question"] == "How many teams? \ufffd"
+    assert rows["surrogate_q"]["error"].startswith("error: statement longer than")
+    assert len(rows["surrogate_q"]["sql"]) > 1_000_000
+    assert json.loads((out / "eval/nasty/metrics.json").read_text())["ex_spider"] == 1 / 5

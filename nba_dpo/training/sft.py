@@ -102,15 +102,18 @@ def _sft_loop(config: dict) -> None:
     model_path = storage.local_copy(config["model_path"])
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = load_model_for_training(cfg, model_path)
-    rows = shard_dataset("train", config["run_name"])
-    examples = rows.map(prompt_completion, fn_kwargs={"tokenizer": tokenizer,
-                                                      "include_schema": cfg.model.include_schema},
-                        remove_columns=rows.column_names, desc="rendering prompts")
+    render = lambda rows: rows and rows.map(  # noqa: E731
+        prompt_completion, fn_kwargs={"tokenizer": tokenizer, "include_schema": cfg.model.include_schema},
+        remove_columns=rows.column_names, desc="rendering prompts")
+    examples, val = render(shard_dataset("train", config["run_name"])), render(shard_dataset("val", config["run_name"]))
     scratch = scratch_dir(config["run_name"])
     args = SFTConfig(**hf_args(cfg, str(scratch / "hf")), max_length=cfg.model.max_length,
-                     completion_only_loss=True, packing=False, dataset_num_proc=None)
+                     completion_only_loss=True, packing=False, dataset_num_proc=None,
+                     eval_strategy="epoch" if val is not None else "no",
+                     per_device_eval_batch_size=cfg.train.per_device_batch_size)
     trainer = (ShardSFTTrainer if cfg.cluster.use_gpu else CPUSFTTrainer)(
-        model=model, args=args, train_dataset=examples, processing_class=tokenizer, peft_config=lora_config(cfg))
+        model=model, args=args, train_dataset=examples, eval_dataset=val, processing_class=tokenizer,
+        peft_config=lora_config(cfg))
     if cfg.train.pack_batches:
         pack_rows(trainer, cfg.model.max_length)
     fit_and_report(trainer, cfg, tokenizer, scratch, config["tensorboard"])
@@ -118,9 +121,8 @@ def _sft_loop(config: dict) -> None:
 
 def train_sft(cfg: DictConfig) -> dict:
     """Fine-tune `model` on <data>/sft/train.parquet into train.output_dir. Returns the final training metrics. The
-    rows reach the workers as Ray Data shards: the driver reads the file's footer only."""
-    import ray
-
+    rows reach the workers as Ray Data shards: the driver reads the file's footer only. The validation split's loss
+    (val_loss) is measured at the end of each epoch."""
     from nba_dpo.cluster import start_ray
 
     start = time.perf_counter()
@@ -133,16 +135,20 @@ def train_sft(cfg: DictConfig) -> dict:
     n = storage.parquet_metadata(train).num_rows
     if n < cfg.cluster.num_workers:
         raise UserError(f"{train} holds {n} rows, fewer than the {cfg.cluster.num_workers} Ray Train workers")
-    fs, path = storage.filesystem(train)
-    rows = ray.data.read_parquet(path, filesystem=fs, columns=COLUMNS)
+    datasets = {"train": storage.read_dataset(train, columns=COLUMNS)}
+    val = f"{cfg.paths.data}/sft/val.parquet"  # the validation loss: what an SFT sweep ranks by
+    if storage.exists(val) and storage.parquet_metadata(val).num_rows >= cfg.cluster.num_workers:
+        datasets["val"] = storage.read_dataset(val, columns=COLUMNS)
     run_name = ray_run_name("sft", cfg)
     print(f"[sft] {n} examples, {cfg.train.method} fine-tuning of {base} on {cfg.cluster.num_workers} "
           f"Ray Train workers, deepspeed stage {cfg.deepspeed.stage}")
-    result = run_trainer(_sft_loop, {"model_path": storage.absolute(base)}, {"train": rows}, cfg, run_name,
+    result = run_trainer(_sft_loop, {"model_path": storage.absolute(base)}, datasets, cfg, run_name,
                          max_failures=cfg.get("max_failures", 0))
     exported = export_final_model(result, cfg, base)
     losses = [h["loss"] for h in exported["log_history"] if "loss" in h]
+    val_losses = [h["eval_loss"] for h in exported["log_history"] if "eval_loss" in h]
     return {"final_loss": losses[-1] if losses else None, "first_loss": losses[0] if losses else None,
+            "val_loss": val_losses[-1] if val_losses else None,
             "steps": exported["metrics"].get("global_step"), "step_s": exported["metrics"].get("step_s"),
             "resumed_from_step": exported["metrics"].get("resumed_from_step"),
             "seconds": round(time.perf_counter() - start, 1),
