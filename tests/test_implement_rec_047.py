@@ -1,6 +1,6 @@
 """The seed's entry point: setup() validates and returns the configuration; execute() runs the whole pipeline (tiny
 settings, real stages as subprocesses) and returns the summary; a second execute(), and `python -m jobs.pipeline` with
-the same overrides, skip every finished stage."""
+the same overrides, skip every finished stage; and `pipeline.rounds=2` on the finished run adds round 2 only."""
 import json
 import subprocess
 import sys
@@ -37,9 +37,20 @@ def test_execution(tmp_path):
     assert s["sft"]["pass_at_8"] is None  # the tiny run samples 4 completions, so there is no pass@8
     assert set(s["heldout_phrasings"]) == {"sft_ex_spider", "dpo_ex_spider"}
     assert s["pairs"]["n"] > 0 and set(s["timings_s"]) >= {"build_data", "sft", "generate", "train_dpo"}
+    win = s["win_rate"]["dpo vs sft"]
+    assert win["questions"] == 60 and win["wins"]["n"] + win["ties"]["n"] + win["losses"]["n"] == 60
+    assert 0 <= win["mcnemar_p"] <= 1 and win["wins"]["ci95"][0] <= win["wins"]["rate"] <= win["wins"]["ci95"][1]
+    for side in ("sft", "dpo"):
+        assert set(s["reasoning"][side]) >= {"consistent", "correct", "ex_when_correct", "ex_when_wrong"}
+        assert set(s["verbosity"][side]) >= {"completion", "reasoning", "sql", "gold_sql"}
+        prefs = s["preferences"][side]
+        assert prefs["n"] > 0 and 0 <= prefs["prefers_chosen"] <= 1 and 0 <= prefs["prefers_chosen_per_token"] <= 1
+    assert s["preferences"]["sft"]["implicit_reward_accuracy"] == 0  # SFT is the reference: no margin at all
+    assert s["chosen"]["round"] == 1 and set(s["chosen"]["val_ex_spider"]) == {"sft", "dpo"}
     report = tmp_path / "rec" / "report"
     assert json.loads((report / "summary.json").read_text()) == json.loads(json.dumps(s))
-    assert len(list(report.glob("*.png"))) == 4 and "EX Spider" in (report / "report.md").read_text()
+    text = (report / "report.md").read_text()
+    assert len(list(report.glob("*.png"))) == 6 and "EX Spider" in text and "McNemar" in text
     # a rerun finds every stage complete and only rewrites the report
     start = time.monotonic()
     again = job.execute()
@@ -49,5 +60,19 @@ def test_execution(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "jobs.pipeline", *job.pipeline_overrides], cwd=ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.count(", skipped") == 6
+    assert proc.stdout.count(", skipped") == 8
     assert json.loads((report / "summary.json").read_text()) == json.loads(json.dumps(again["summary"]))
+    # a second round on the finished run: round 1 is reused, round 2 goes to folders of its own, and the reported
+    # round is the better one on the validation split
+    proc = subprocess.run([sys.executable, "-m", "jobs.pipeline", *job.pipeline_overrides, "pipeline.rounds=2"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "train_dpo: complete" in proc.stdout and "train_dpo_r2: python -m jobs.train_dpo" in proc.stdout
+    root = tmp_path / "rec"
+    assert (root / "prefs_r2" / "summary.json").exists() and (root / "models" / "dpo_r2" / "_SUCCESS").exists()
+    two = json.loads((report / "summary.json").read_text())
+    val = two["chosen"]["val_ex_spider"]
+    best = 2 if val["dpo_r2"] > val["dpo"] else 1
+    assert [r["round"] for r in two["rounds"]] == [1, 2] and two["chosen"]["round"] == best
+    chosen_eval = json.loads((root / "eval" / ("dpo" if best == 1 else "dpo_r2") / "metrics.json").read_text())
+    assert two["dpo"]["ex_spider"] == chosen_eval["ex_spider"] and "dpo_r2 vs dpo" in two["win_rate"]
