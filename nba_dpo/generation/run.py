@@ -29,7 +29,6 @@ from nba_dpo.prefs.pairing import make_pairs, prompt_of
 from nba_dpo.prefs.schema import CANDIDATE_SCHEMA, PAIR_SCHEMA
 from nba_dpo.scoring.composite import composite_score
 from nba_dpo.scoring.execution import ExecutionVerifier
-from nba_dpo.scoring.reward import with_rewards
 
 PROMPT_COLUMNS = ["id", "question", "schema", "sql", "reasoning", "difficulty", "template_id"]
 
@@ -114,6 +113,8 @@ def candidate_dataset(cfg: DictConfig, todo: set[str]):
                         **actor_resources(c, num_cpus=0),
                         fn_constructor_kwargs=dict(db_path=cfg.data.db_path, timeout_s=s.sql_timeout_s))
     if s.reward_model:
+        from nba_dpo.scoring.reward import with_rewards  # torch: after validation
+
         ds = with_rewards(ds, s.reward_model, c)
     return ds
 
