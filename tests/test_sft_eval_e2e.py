@@ -57,3 +57,37 @@ def test_sharded_and_unsharded_evaluation_agree(tiny_artifacts):
     assert json.loads((out / "metrics.json").read_text())["n"] == 60
     assert (out / "predictions.parquet").exists() and (out / "summary.md").exists()
     assert list(out.glob("*.png"))
+
+
+def test_questions_no_model_can_take_are_failed_not_fatal(tiny_artifacts, tmp_path):
+    """A megabyte question, one with a NUL byte and one in U+FFFD (what a lone surrogate is stored as): the first
+    cannot fit the tiny model's context and is failed with the reason, the others are generated and scored as usual,
+    with the reasoning check and a reward model's score on every generated row."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from nba_dpo.models.tiny import build_tiny_reward_model
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_artifacts / "data", data)
+    rows = pq.read_table(data / "sft" / "test.parquet").to_pylist()[:6]
+    rows[3] = {**rows[3], "id": "huge", "question": "How many teams? " * 70_000}
+    rows[4] = {**rows[4], "id": "nul", "question": "How many\x00 teams?"}
+    rows[5] = {**rows[5], "id": "replaced", "question": "How many teams \ufffd?"}
+    pq.write_table(pa.Table.from_pylist(rows), data / "sft" / "test.parquet")
+    reward = tmp_path / "reward"
+    build_tiny_reward_model(tiny_artifacts / "models" / "sft", reward, seed=0)
+    model = tiny_artifacts / "models" / "sft"
+    cfg = validate(compose_cfg("evaluate", [f"paths.artifacts={tmp_path}", f"eval.model_path={model}", "eval.name=nasty",
+                                            "eval.max_new_tokens=48", "eval.num_shards=1",
+                                            f"+eval.reward_model={{path: {reward}}}"] + TINY_DATA + TINY_MODEL))
+    m = evaluate(cfg)
+    got = {r["id"]: r for r in pq.read_table(tmp_path / "eval" / "nasty" / "predictions.parquet").to_pylist()}
+    assert m["n"] == 6 and set(got) == {r["id"] for r in rows}
+    assert got["huge"]["error"].startswith("prompt_too_long:") and got["huge"]["completion"] == ""
+    assert got["huge"]["reward"] is None and not got["huge"]["has_reasoning"]
+    for key in ("nul", "replaced", rows[0]["id"]):
+        assert got[key]["completion"] and got[key]["reward"] is not None
+        assert not (got[key]["error"] or "").startswith("prompt_too_long")
