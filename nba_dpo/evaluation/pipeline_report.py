@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from nba_dpo import storage  # noqa: E402
+from nba_dpo.errors import UserError  # noqa: E402
 from nba_dpo.evaluation.head_to_head import head_to_head  # noqa: E402
 from nba_dpo.evaluation.report import pct  # noqa: E402
 from nba_dpo.sql.extract import extract_reasoning  # noqa: E402
@@ -187,6 +188,10 @@ def write_pipeline_report(art: str, db_path: str, rounds: list[dict], controls: 
     out = f"{art}/report"
     names = ["sft"] + [r["eval"] for r in rounds] + [c["eval"] for c in controls]
     evals = {n: storage.read_json(f"{art}/eval/{n}/metrics.json") for n in names}
+    for n, m in evals.items():
+        if "tokens" not in m.get("verbosity", {}) or "consistent" not in m.get("reasoning", {}):
+            raise UserError(f"{art}/eval/{n} was written by an older version without the reasoning and verbosity "
+                            f"figures: delete that folder and rerun the pipeline to evaluate it again")
     val = {n: storage.read_json(f"{art}/eval/{n}_val/metrics.json")["ex_spider"] for n in ["sft"] +
            [r["eval"] for r in rounds] if storage.exists(f"{art}/eval/{n}_val/metrics.json")}
     prefs = [storage.read_json(f"{r['prefs']}/summary.json") for r in rounds]
