@@ -93,7 +93,8 @@ def with_ref_logps(model_path: str, rows: list[dict], out: Path) -> Path:
 
 
 def big_model(work: Path, rows: list[dict]) -> tuple[str, int]:
-    from nba_dpo.models.tiny import LLAMA_51M, build_tiny_model
+    from bench_models import LLAMA_51M
+    from nba_dpo.models.tiny import build_tiny_model
 
     corpus = [r["prompt"] + r["chosen"] for r in rows] + [r["rejected"] for r in rows]
     path = build_tiny_model(corpus, work / "big_model", seed=0, **LLAMA_51M)

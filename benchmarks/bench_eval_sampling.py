@@ -16,13 +16,14 @@ import numpy as np
 import pyarrow.parquet as pq
 from transformers import AutoTokenizer
 
+from hf_baselines import GenerateDecoder
 from nba_dpo.generation.hf import HFGenerator
 from nba_dpo.models.prompts import build_prompt
 
-SETTINGS = {  # name: (decoder, sampler)
-    "generate_multinomial": ("generate", "multinomial"),
-    "generate_gumbel": ("generate", "gumbel"),
-    "compact_gumbel": ("compact", "gumbel"),
+SETTINGS = {  # name: (generator class, its extra arguments); the baselines first
+    "generate_multinomial": (GenerateDecoder, {"multinomial": True}),
+    "generate_gumbel": (GenerateDecoder, {}),
+    "compact_gumbel": (HFGenerator, {}),
 }
 
 
@@ -39,9 +40,8 @@ def main() -> None:
     prompts = np.array([build_prompt(tok, r["question"], None, False) for r in rows], dtype=object)
     ids = np.array([r["id"] for r in rows], dtype=object)
     results = {}
-    for name, (decoder, sampler) in SETTINGS.items():
-        gen = HFGenerator(model, max_new_tokens=160, greedy=True, num_samples=args.samples, seed=0,
-                          decoder=decoder, sampler=sampler)
+    for name, (generator, extra) in SETTINGS.items():
+        gen = generator(model, max_new_tokens=160, greedy=True, num_samples=args.samples, seed=0, **extra)
         start, tokens = time.perf_counter(), 0
         for i in range(0, len(prompts), args.batch_size):
             out = gen({"id": ids[i:i + args.batch_size], "prompt": prompts[i:i + args.batch_size]})

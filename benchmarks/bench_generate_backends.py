@@ -4,7 +4,7 @@ the hf backend with 1 and 2 actors, on three models:
 - demo: the demo's SFT model (1.0M parameters), whose forward costs less than either backend's per-step overhead;
 - 51m: a 50.9M-parameter Llama built here on the same prompts' tokenizer, with random weights (throughput only:
   its samples run to the token limit on both backends alike), where the forward is most of a step;
-- 360m: the same with Qwen2.5-0.5B's shape (nba_dpo.models.tiny.LLAMA_360M_GQA), where the matrix products are most
+- 360m: the same with Qwen2.5-0.5B's shape (bench_models.LLAMA_360M_GQA), where the matrix products are most
   of a forward. hf runs the model's float32, as on the other two, and also bfloat16, the dtype of the project's hub
   model configs (`model.dtype`); vLLM runs bfloat16 on all three. No hf arm with 1 actor here.
 
@@ -31,7 +31,7 @@ import ray
 from nba_dpo import storage
 from nba_dpo.cluster import start_ray
 from nba_dpo.config import compose, validate
-from nba_dpo.generation.run import generate_candidates, prompt_ids, sample_rows
+from nba_dpo.generation.candidates import generate_candidates, prompt_ids, sample_rows
 from nba_dpo.generation.vllm_backend import engine_settings, sampling_params
 from nba_dpo.models.prompts import PromptBuilder
 
@@ -145,15 +145,16 @@ def compare(artifacts: str, label: str, prompts: int, samples: int, overrides: t
 
 
 def build_bench_model(artifacts: str, name: str = "llama_51m") -> str:
-    """`artifacts`/bench/`name`: a Llama of nba_dpo.models.tiny's `name.upper()` sizes, random weights, on a tokenizer
+    """`artifacts`/bench/`name`: a Llama of bench_models' `name.upper()` sizes, random weights, on a tokenizer
     trained on the preference prompts; built once."""
+    import bench_models
     from nba_dpo.models import tiny
 
     path = Path(artifacts) / "bench" / name
     if not (path / "config.json").exists():
         rows = pq.read_table(Path(artifacts) / "data" / "pref_prompts.parquet").to_pylist()
         tiny.build_tiny_model([r["question"] + " " + r["sql"] for r in rows], path, seed=0,
-                              **getattr(tiny, name.upper()))
+                              **getattr(bench_models, name.upper()))
     return str(path)
 
 

@@ -3,7 +3,7 @@ default, in one process, one run.
 
     python benchmarks/bench_hf_attention.py --artifacts artifacts/demo [--prompts 16] [--samples 8]
 
-The model is nba_dpo.models.tiny's LLAMA_44M_GQA (10 query heads sharing 2 KV heads, as in Llama 3 and Qwen2.5),
+The model is bench_models.LLAMA_44M_GQA (10 query heads sharing 2 KV heads, as in Llama 3 and Qwen2.5),
 random weights, built on the preference prompts' tokenizer like bench_generate_backends' 51M model; its samples run
 to the token limit. Each setting runs `HFCandidates` (one thread, all prompts' samples in one decoding call, as the
 generate stage's actors do) on the same prompts, seed and samples, which must come out identical. Prints tokens/s and
@@ -22,7 +22,7 @@ from bench_generate_backends import build_bench_model, machine
 from nba_dpo.generation.hf import HFCandidates
 from nba_dpo.models.prompts import build_prompt
 
-ATTENTION = {"sdpa": False, "sdpa_grouped_kv": True}  # name: HFCandidates' grouped_kv; the baseline first
+ATTENTION = ["sdpa", "sdpa_grouped_kv"]  # the baseline first
 
 
 def main() -> None:
@@ -37,9 +37,10 @@ def main() -> None:
     batch = {"id": np.array([r["id"] for r in rows], dtype=object),
              "prompt": np.array([build_prompt(tok, r["question"], r["schema"], False) for r in rows], dtype=object)}
     results, completions = {}, {}
-    for attention, grouped_kv in ATTENTION.items():
+    for attention in ATTENTION:
         gen = HFCandidates(model, max_new_tokens=160, greedy=False, num_samples=args.samples, seed=0,
-                           sample_chunk=args.prompts, grouped_kv=grouped_kv)
+                           sample_chunk=args.prompts)
+        gen.model.set_attn_implementation(attention)
         start = time.perf_counter()
         out = gen(batch)
         seconds = time.perf_counter() - start

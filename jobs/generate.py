@@ -10,8 +10,8 @@ from omegaconf import DictConfig
 
 from nba_dpo.config import validate
 from nba_dpo.errors import exit_on_user_error
+from nba_dpo.prefs.run import generate_preferences
 from nba_dpo.sweep import objective, per_sweep_point
-from nba_dpo.generation.run import generate_preferences
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="generate")

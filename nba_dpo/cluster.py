@@ -11,7 +11,7 @@ import ray
 from omegaconf import DictConfig
 
 from nba_dpo import storage
-from nba_dpo.config import local_ray_cpus
+from nba_dpo.preflight import local_ray_cpus
 from nba_dpo.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,8 +21,7 @@ def worker_env() -> dict[str, str]:
     """Environment every Ray worker gets: offline hub, one op cache for DeepSpeed's JIT builds. Node-specific
     settings (NBA_DPO_CACHE_DIR, AWS credentials) are not copied: each node's own environment holds them."""
     keys = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM",
-            "VLLM_RPC_BASE_PATH", "TMPDIR", "NBA_DPO_FAIL_AT_STEP",
-            "RAY_TRAIN_ENABLE_PRINT_PATCH")
+            "VLLM_RPC_BASE_PATH", "TMPDIR", "RAY_TRAIN_ENABLE_PRINT_PATCH")
     env = {k: os.environ[k] for k in keys if k in os.environ}
     env["TORCH_EXTENSIONS_DIR"] = os.environ.get("TORCH_EXTENSIONS_DIR", str(ROOT / ".cache" / "torch_extensions"))
     env.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -47,59 +47,60 @@ CONTROLS = {  # name -> train_dpo overrides: the same pairs from the same SFT mo
 
 
 def run_pipeline(cfg: DictConfig) -> dict:
-    p = cfg.pipeline
+    pipeline = cfg.pipeline
     art = cfg.paths.artifacts
-    unknown = sorted(set(p.controls) - set(CONTROLS))
+    unknown = sorted(set(pipeline.controls) - set(CONTROLS))
     if unknown:
         raise UserError(f"unknown pipeline.controls entry {unknown[0]!r}; the controls are {', '.join(CONTROLS)}")
     published = lambda model: f"{model}/{storage.MARKER}"  # noqa: E731
     timings_file = f"{art}/report/timings.json"
     timings = storage.read_json(timings_file) if storage.exists(timings_file) else {}
-    common = [f"paths.artifacts={art}", f"seed={cfg.seed}", f"run_name={cfg.run_name}", *p.common]
+    common = [f"paths.artifacts={art}", f"seed={cfg.seed}", f"run_name={cfg.run_name}", *pipeline.common]
     shared_env = functools.cache(lambda: _shared_ray_env(cfg))  # Ray starts with the first stage that runs
 
     def run(stage, extra, done, key):
         _run(stage, common + list(extra), done, timings, key, shared_env)
         storage.write_json(timings, timings_file)
 
-    sampling = [f"eval.num_samples={p.eval_samples}"] if p.eval_samples > 1 else []
+    sampling = [f"eval.num_samples={pipeline.eval_samples}"] if pipeline.eval_samples > 1 else []
     heldout_pairs = f"{art}/prefs/pairs/test.parquet"  # round 1's: every model is measured on the same pairs
 
     def evaluate(name, model, validation=True):
         """The test split (greedy, sampled for pass@k, the held-out pairs' likelihood) and, to choose the round to
         report, the validation split (greedy)."""
         run("evaluate", [f"eval.name={name}", f"eval.model_path={model}", f"eval.pairs={heldout_pairs}", *sampling,
-                         *p.evaluate], f"{art}/eval/{name}/metrics.json", f"evaluate_{name}")
+                         *pipeline.evaluate], f"{art}/eval/{name}/metrics.json", f"evaluate_{name}")
         if validation:
-            run("evaluate", [f"eval.name={name}_val", f"eval.model_path={model}", "eval.split=val", *p.evaluate],
+            run("evaluate", [f"eval.name={name}_val", f"eval.model_path={model}", "eval.split=val", *pipeline.evaluate],
                 f"{art}/eval/{name}_val/metrics.json", f"evaluate_{name}_val")
 
-    run("build_data", p.build_data, f"{art}/data/manifest.json", "build_data")
-    run("sft", p.sft, published(f"{art}/models/sft"), "sft")
+    run("build_data", pipeline.build_data, f"{art}/data/manifest.json", "build_data")
+    run("sft", pipeline.sft, published(f"{art}/models/sft"), "sft")
     sft = f"{art}/models/sft"
     policy, rounds = sft, []
     # each round samples the next generate.limit prompts of the pool: fresh questions for the newer policy
-    limit = compose("generate", common + list(p.generate)).generate.limit
-    for r in range(1, p.rounds + 1):
+    limit = compose("generate", common + list(pipeline.generate)).generate.limit
+    for r in range(1, pipeline.rounds + 1):
         suffix = "" if r == 1 else f"_r{r}"  # round 1 keeps its names, so that more rounds reuse a finished run
         prefs, model = f"{art}/prefs{suffix}", f"{art}/models/dpo{suffix}"
         offset = [f"generate.offset={(r - 1) * limit}"] if limit else []
-        run("generate", [f"generate.model_path={policy}", f"generate.output_dir={prefs}", *offset, *p.generate],
+        run("generate", [f"generate.model_path={policy}", f"generate.output_dir={prefs}", *offset, *pipeline.generate],
             f"{prefs}/summary.json", f"generate{suffix}")
         if r == 1:
             evaluate("sft", sft)
         run("train_dpo", [f"train.base_model={policy}", f"train.pairs={prefs}/pairs/train.parquet",
                           f"train.eval_pairs={prefs}/pairs/test.parquet", f"train.output_dir={model}",
-                          f"run_name={cfg.run_name}{suffix}", *p.train_dpo], published(model), f"train_dpo{suffix}")
+                          f"run_name={cfg.run_name}{suffix}", *pipeline.train_dpo], published(model),
+            f"train_dpo{suffix}")
         evaluate(f"dpo{suffix}", model)
         rounds.append({"round": r, "prefs": prefs, "model": model, "eval": f"dpo{suffix}"})
         policy = model
     controls = []
-    for name in p.controls:
+    for name in pipeline.controls:
         model = f"{art}/models/{name}"
         run("train_dpo", [f"train.base_model={sft}", f"train.pairs={art}/prefs/pairs/train.parquet",
                           f"train.eval_pairs={heldout_pairs}", f"train.output_dir={model}",
-                          f"run_name={cfg.run_name}_{name}", *p.train_dpo, *CONTROLS[name]],
+                          f"run_name={cfg.run_name}_{name}", *pipeline.train_dpo, *CONTROLS[name]],
             published(model), f"train_{name}")
         evaluate(name, model, validation=False)
         controls.append({"name": name, "model": model, "eval": name})

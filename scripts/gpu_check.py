@@ -9,7 +9,7 @@ import time
 import numpy as np
 import torch
 from datasets import Dataset
-from transformers import (AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config,
+from transformers import (LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config,
                           Qwen2ForCausalLM, TrainerCallback)
 from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
@@ -48,6 +48,7 @@ def decode_check(config, tok, words, prompts: int = 64, new_tokens: int = 128) -
     `generate` (tokens/s, rows identical), then 8 samples per prompt, as the evaluate stage's shards do for pass@8.
     The model is a Llama of `config`'s shape, as the project's own models are: AutoTokenizer would read a Qwen2
     folder's tokenizer as Qwen's BPE, not as the word-level one saved here."""
+    from benchmarks.hf_baselines import GenerateDecoder
     from nba_dpo.generation.hf import HFGenerator
 
     path = "/tmp/gpu_check/decode_model"
@@ -60,8 +61,9 @@ def decode_check(config, tok, words, prompts: int = 64, new_tokens: int = 128) -
     warm = {k: v[:4] for k, v in batch.items()}
     timed = {}
     for decoder, samples in (("generate", 0), ("compact", 0), ("compact", 8)):
-        gen = HFGenerator(path, max_new_tokens=new_tokens, greedy=True, num_samples=samples, dtype="bfloat16",
-                          use_gpu=True, decoder=decoder, sample_chunk=prompts)
+        generator = GenerateDecoder if decoder == "generate" else HFGenerator
+        gen = generator(path, max_new_tokens=new_tokens, greedy=True, num_samples=samples, dtype="bfloat16",
+                        use_gpu=True, sample_chunk=prompts)
         gen(warm)
         torch.cuda.synchronize()
         start = time.perf_counter()

@@ -28,12 +28,12 @@ def db_path(built_data) -> Path:
     return Path(built_data[0].data.db_path)
 
 
-# Tiny sizes for the end-to-end tests: real Ray, Ray Data, Ray Train, TRL and DeepSpeed, seconds of compute.
-TINY_DATA = ["data.sizes.train=400", "data.sizes.val=40", "data.sizes.test=60", "data.sizes.pref=60",
-             "data.params_per_intent=40"]
-TINY_MODEL = ["model.build.hidden_size=64", "model.build.num_layers=2", "model.build.num_heads=2",
-              "model.build.intermediate_size=128", "model.build.vocab_size=600"]
-TINY_TRAIN = ["train.max_steps=6", "train.save_steps=3", "train.logging_steps=1", "train.per_device_batch_size=8"]
+# Tiny sizes for the end-to-end tests (conf/experiment/tiny.yaml): real Ray, Ray Data, Ray Train, TRL and DeepSpeed,
+# seconds of compute.
+TINY = compose_cfg("pipeline", ["experiment=tiny"]).pipeline
+TINY_DATA = [o for o in TINY.common if o.startswith("data.")]
+TINY_MODEL = [o for o in TINY.common if o.startswith("model.")]
+TINY_TRAIN = list(TINY.sft)
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +71,7 @@ def gen_cfg(artifacts: Path, name: str, *overrides: str):
 def tiny_prefs(tiny_artifacts):
     """The generate stage's output (candidates, pairs with stored reference log-probs), once per session:
     (config, summary). The generate tests check it; the DPO tests train on its pairs."""
-    from nba_dpo.generation.run import generate_preferences
+    from nba_dpo.prefs.run import generate_preferences
 
     cfg = gen_cfg(tiny_artifacts, "hf")
     return cfg, generate_preferences(cfg)

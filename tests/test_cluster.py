@@ -63,7 +63,7 @@ def test_vllm_cpu_kv_cache_must_hold_something():
     from nba_dpo.config import validate
     from nba_dpo.errors import UserError
 
-    with pytest.raises(UserError, match="cpu_kv_cache_gib must be at least 1"):
+    with pytest.raises(UserError, match="cpu_kv_cache_gib=0 is not allowed: it must be at least 1"):
         validate(compose("generate", ["generate=vllm", "generate.cpu_kv_cache_gib=0"]))
 
 

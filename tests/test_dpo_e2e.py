@@ -85,21 +85,15 @@ def test_stored_reference_loads_no_reference_model(tiny_artifacts, pairs):
     del StoredReferenceDPOTrainer.compute_ref_log_probs
 
 
-def test_killed_worker_resumes(tiny_artifacts, pairs, monkeypatch):
-    cfg = dpo_cfg(tiny_artifacts, pairs, "killed", "train.max_steps=6")
-    scratch = scratch_dir(ray_run_name("dpo", cfg))
-    shutil.rmtree(scratch, ignore_errors=True)
-    import ray
-
-    monkeypatch.setenv("NBA_DPO_FAIL_AT_STEP", "2")
-    ray.shutdown()  # workers take their environment from ray.init
-    try:
-        out = train_dpo(cfg)
-    finally:
-        ray.shutdown()
-    assert (scratch / "injected_failure_fired").read_text() == "3"  # killed after step 3, checkpoint at 2
+def test_killed_worker_resumes(tiny_artifacts, pairs, tmp_path):
+    folder = tmp_path / "kill"
+    cfg = dpo_cfg(tiny_artifacts, pairs, "killed", "train.max_steps=6",
+                  f"train.callbacks=[{{_target_:tests.faults.KillRank0Once,step:2,folder:{folder}}}]")
+    shutil.rmtree(scratch_dir(ray_run_name("dpo", cfg)), ignore_errors=True)
+    out = train_dpo(cfg)
+    assert (folder / "fired").read_text() == "3"  # killed after step 3, checkpoint at 2
     # Ray Train restarted the workers (FailureConfig) and they resumed from the step-2 checkpoint
-    assert (scratch / "attempts").read_text().split() == ["0", "2"]
+    assert (folder / "attempts").read_text().split() == ["0", "2"]
     assert out["steps"] == 6
 
 

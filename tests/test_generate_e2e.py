@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from nba_dpo.generation.run import generate_preferences
+from nba_dpo.prefs.run import generate_preferences
 from nba_dpo.prefs.schema import CANDIDATE_SCHEMA, PAIR_SCHEMA
 from tests.conftest import CHUNK, N_PROMPTS, N_SAMPLES, gen_cfg
 
@@ -63,9 +63,10 @@ def test_ref_logprobs_match_trl(tiny_artifacts, tiny_prefs):
 def test_actor_killed_mid_run_still_complete(tiny_artifacts, tiny_prefs, monkeypatch, tmp_path):
     import ray
 
-    monkeypatch.setenv("NBA_DPO_FAIL_GENERATOR", str(tmp_path / "fired"))
+    monkeypatch.setenv("NBA_DPO_TEST_FAIL_MARKER", str(tmp_path / "fired"))
     ray.shutdown()  # workers take their environment from ray.init
-    cfg = gen_cfg(tiny_artifacts, "killed", "generate.ref_logprobs=false")
+    cfg = gen_cfg(tiny_artifacts, "killed", "generate.ref_logprobs=false",
+                  "generate.actor_class=tests.faults.FailOnceCandidates")
     try:
         summary = generate_preferences(cfg)
     finally:
@@ -132,7 +133,7 @@ def test_vllm_backend(tiny_artifacts):
 def test_offset_takes_the_next_prompts_of_the_pool(tiny_artifacts):
     """On-policy rounds sample fresh prompts: round k skips the (k - 1) x limit prompts of the earlier rounds."""
     from nba_dpo.errors import UserError
-    from nba_dpo.generation.run import prompt_ids
+    from nba_dpo.generation.candidates import prompt_ids
 
     pool = pq.read_table(gen_cfg(tiny_artifacts, "offset").generate.prompts).column("id").to_pylist()
     assert prompt_ids(gen_cfg(tiny_artifacts, "offset", "generate.offset=24")) == pool[24:48]

@@ -1,15 +1,21 @@
 """The tiny model and the hub model configs (validated, never downloaded)."""
+import dataclasses
 import hashlib
 import importlib
+import inspect
+import re
 import subprocess
 import sys
 import time
+import typing
 from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import MISSING
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from nba_dpo import config
 from nba_dpo.config import GROUP_SCHEMAS, _typed, validate
 from nba_dpo.errors import UserError
 from nba_dpo.models.prompts import build_prompt
@@ -55,6 +61,44 @@ def test_hub_model_configs_compose_without_download(name, tmp_path):
     local = tmp_path / "weights"
     local.mkdir()
     assert validate(compose_cfg("sft", [f"model={name}", f"model.path={local}", f"paths.artifacts={tmp_path}"]))
+
+
+def all_schemas() -> set[type]:
+    """Every schema a config group is checked against, and the schemas nested in them."""
+    found, todo = set(), [*GROUP_SCHEMAS.values(), *(s for _, by in config.SCHEMAS_BY_KEY.values() for s in by.values())]
+    while todo:
+        schema = todo.pop()
+        if schema in found:
+            continue
+        found.add(schema)
+        todo += [t for f in dataclasses.fields(schema) for t in typing.get_args(typing.get_type_hints(schema)[f.name])
+                 + (typing.get_type_hints(schema)[f.name],) if dataclasses.is_dataclass(t)]
+    return found
+
+
+def test_schemas_carry_no_defaults():
+    """conf/ is the one source of defaults: a schema field with a default of its own would be a second one."""
+    schemas = all_schemas()
+    assert {config.Model, config.TinyBuild, config.RewardModel, config.SFTTrain, config.VLLMGenerate} <= schemas
+    defined_twice = [f"{s.__name__}.{f.name}" for s in schemas for f in dataclasses.fields(s)
+                     if f.default is not MISSING or f.default_factory is not dataclasses.MISSING]
+    assert defined_twice == []
+
+
+@pytest.mark.parametrize("stage,overrides", [("sft", []), ("sft", ["train=sft_lora"]), ("train_dpo", ["train=dpo_lora"]),
+                                             ("generate", ["generate=vllm", "score=armorm", "pairs=margin"]),
+                                             ("generate", ["score=composite", "pairs=all_pairs"]), ("evaluate", []),
+                                             ("config", ["data=byo", "data.db_path=x", "data.questions=y"])])
+def test_every_preset_names_every_setting(stage, overrides, tmp_path):
+    """With no defaults in the schemas, a preset that leaves a setting out fails here, naming it."""
+    assert validate(compose_cfg(stage, [f"paths.artifacts={tmp_path}", *overrides]))
+
+
+def test_dpo_losses_come_from_trl():
+    from trl import DPOTrainer
+
+    branches = set(re.findall(r'loss_type == "(\w+)"', inspect.getsource(DPOTrainer)))
+    assert {"sigmoid", "ipo", "sft", "apo_zero"} <= config.dpo_loss_types() == branches
 
 
 def test_schema_prompt_for_real_models(tmp_path):
@@ -158,7 +202,7 @@ def test_compose_inside_a_running_hydra_job():
 
 
 @pytest.mark.parametrize("config,override,message", [("sft", "+train.sampler=batch_rebalance", "Key 'sampler' not in"),
-                                                      ("train_dpo", "+train.pack_batches=true", "is for SFT")])
+                                                      ("train_dpo", "+train.pack_batches=true", "Key 'pack_batches' not in 'DPOTrain'")])
 def test_bad_batching_is_one_clear_error(config, override, message):
     with pytest.raises(UserError, match=message):
         validate(compose_cfg(config, [override]))

@@ -62,7 +62,8 @@ def run(cluster, s3_server, tmp_path_factory):
     entry = ImplementCreateAndFinetuneWithPreferenceDatasets(artifacts=art)
     entry.setup()
     cwd = tmp_path_factory.mktemp("driver")
-    proc = job(cluster, "pipeline", *entry.pipeline_overrides, f'pipeline.common=["{PIN}"]', cwd=cwd, timeout=1500)
+    common = ",".join(f'"{o}"' for o in [*entry.config.pipeline.common, PIN])  # the tiny settings, pinned to node B
+    proc = job(cluster, "pipeline", *entry.pipeline_overrides, f"pipeline.common=[{common}]", cwd=cwd, timeout=1500)
     return art, proc, cwd
 
 

@@ -48,9 +48,9 @@ def test_composite_ranks_correctness_then_execution_then_brevity(verifier):
     assert c[RIGHT] > c[RIGHT_LONG] > c[WRONG] > c[BROKEN]
 
 
-def test_best_worst(verifier):
+def test_best_over_worst(verifier):
     cands = candidates(verifier, [WRONG, RIGHT, BROKEN, RIGHT, RIGHT_LONG])
-    pairs, reason = pairs_for_prompt(PROMPT, cands, pairs_cfg("best_worst", chosen="best"), verifier,
+    pairs, reason = pairs_for_prompt(PROMPT, cands, pairs_cfg("best_over_worst"), verifier,
                                      random.Random(0))
     assert reason is None and len(pairs) == 1
     assert pairs[0]["chosen"] == RIGHT and pairs[0]["rejected"] == BROKEN and pairs[0]["margin"] > 10
@@ -79,23 +79,23 @@ def test_identical_completions_are_deduplicated(verifier):
 def test_ties_skip_or_hard_negative(verifier):
     all_right = candidates(verifier, [RIGHT, RIGHT_LONG])
     all_right = [dict(c, score=10.0) for c in all_right]  # an exact tie
-    skip, reason = pairs_for_prompt(PROMPT, all_right, pairs_cfg("best_worst", on_tie="skip"), verifier,
+    skip, reason = pairs_for_prompt(PROMPT, all_right, pairs_cfg("gold_over_worst", on_tie="skip"), verifier,
                                     random.Random(0))
     assert skip == [] and reason == "all_correct"
-    hard, reason = pairs_for_prompt(PROMPT, all_right, pairs_cfg("best_worst"), verifier, random.Random(0))
+    hard, reason = pairs_for_prompt(PROMPT, all_right, pairs_cfg("gold_over_worst"), verifier, random.Random(0))
     assert reason is None and hard[0]["strategy"].startswith("best_worst+hard_negative:")
     rejected_sql = hard[0]["rejected"].split("SQL: ")[1]
     v = verifier.verify_sql(rejected_sql, GOLD)
     assert v.exec_ok and not v.correct_spider  # a real, runnable, wrong query
     all_wrong = candidates(verifier, [WRONG, WRONG])
-    gold, reason = pairs_for_prompt(PROMPT, all_wrong, pairs_cfg("best_worst"), verifier, random.Random(0))
+    gold, reason = pairs_for_prompt(PROMPT, all_wrong, pairs_cfg("gold_over_worst"), verifier, random.Random(0))
     assert gold[0]["strategy"] == "best_worst+gold" and GOLD in gold[0]["chosen"]
 
 
 def test_gold_chosen(verifier):
     gold_text = "Reasoning: " + PROMPT["reasoning"] + "\nSQL: " + GOLD
     cands = candidates(verifier, [WRONG, RIGHT, BROKEN, RIGHT_LONG])
-    worst, reason = pairs_for_prompt(PROMPT, cands, pairs_cfg("best_worst", chosen="gold"), verifier,
+    worst, reason = pairs_for_prompt(PROMPT, cands, pairs_cfg("gold_over_worst"), verifier,
                                      random.Random(0))
     assert reason is None and len(worst) == 1
     assert worst[0]["chosen"] == gold_text and worst[0]["rejected"] == BROKEN
@@ -104,11 +104,11 @@ def test_gold_chosen(verifier):
     every, _ = pairs_for_prompt(PROMPT, cands, pairs_cfg("all_pairs", chosen="gold"), verifier, random.Random(0))
     assert [p["rejected"] for p in every] == [BROKEN, WRONG] and all(p["chosen"] == gold_text for p in every)
     all_right = candidates(verifier, [RIGHT, RIGHT_LONG])
-    hard, reason = pairs_for_prompt(PROMPT, all_right, pairs_cfg("best_worst", chosen="gold"), verifier,
+    hard, reason = pairs_for_prompt(PROMPT, all_right, pairs_cfg("gold_over_worst"), verifier,
                                     random.Random(0))
     assert reason is None and hard[0]["chosen"] == gold_text
     assert hard[0]["strategy"].startswith("best_worst+hard_negative:")
-    skip, reason = pairs_for_prompt(PROMPT, all_right, pairs_cfg("best_worst", chosen="gold", on_tie="skip"),
+    skip, reason = pairs_for_prompt(PROMPT, all_right, pairs_cfg("gold_over_worst", chosen="gold", on_tie="skip"),
                                     verifier, random.Random(0))
     assert skip == [] and reason == "all_correct"
 
@@ -117,7 +117,7 @@ def test_yield_reasons(verifier):
     prompts = [PROMPT, dict(PROMPT, prompt_id="p2")]
     cands = candidates(verifier, [RIGHT, WRONG]) + [dict(c, prompt_id="p2", error="generation failed: boom")
                                                     for c in candidates(verifier, [RIGHT, WRONG])]
-    pairs, reasons = make_pairs(prompts, cands, pairs_cfg("best_worst"), verifier, seed=0)
+    pairs, reasons = make_pairs(prompts, cands, pairs_cfg("gold_over_worst"), verifier, seed=0)
     assert len(pairs) == 1 and reasons == {"generation_failed": 1}
 
 

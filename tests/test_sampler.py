@@ -28,7 +28,7 @@ def test_compacting_decoder_matches_generate(kind):
     of 4 tokens, and a Llama with two query heads per KV head."""
     from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
 
-    from nba_dpo.generation.hf import decode_compacting
+    from nba_dpo.generation.hf import decode_compacting, use_grouped_kv_attention
 
     torch.manual_seed(0)
     sizes = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
@@ -52,7 +52,7 @@ def test_compacting_decoder_matches_generate(kind):
         eos = max(first, key=lambda t: len(first[t]))
         expected = model.generate(ids, attention_mask=mask, max_new_tokens=steps, do_sample=False, pad_token_id=pad,
                                   eos_token_id=eos, cache_implementation="static")[:, 10:]
-        model.set_attn_implementation("sdpa_grouped_kv")
+        use_grouped_kv_attention(model)
         got = decode_compacting(model, ids, mask, steps, [eos], pad)
     assert len(first[eos]) >= 3  # rows leave the batch at three or more different steps
     assert torch.equal(got[:, :expected.shape[1]], expected)

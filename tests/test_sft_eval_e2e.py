@@ -82,7 +82,8 @@ def test_questions_no_model_can_take_are_failed_not_fatal(tiny_artifacts, tmp_pa
     model = tiny_artifacts / "models" / "sft"
     cfg = validate(compose_cfg("evaluate", [f"paths.artifacts={tmp_path}", f"eval.model_path={model}", "eval.name=nasty",
                                             "eval.max_new_tokens=48", "eval.num_shards=1",
-                                            f"+eval.reward_model={{path: {reward}}}"] + TINY_DATA + TINY_MODEL))
+                                            "+reward_model@eval.reward_model=sequence_classification",
+                                            f"eval.reward_model.path={reward}"] + TINY_DATA + TINY_MODEL))
     m = evaluate(cfg)
     got = {r["id"]: r for r in pq.read_table(tmp_path / "eval" / "nasty" / "predictions.parquet").to_pylist()}
     assert m["n"] == 6 and set(got) == {r["id"] for r in rows}

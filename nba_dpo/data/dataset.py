@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from nba_dpo.data.templates import GAME_TYPES, INTENTS, PLAYER_STATS, POSITIONS, Intent
 from nba_dpo.errors import UserError
+from nba_dpo.seeds import stable_seed
 from nba_dpo.sql.sandbox import Sandbox
 
 INSTRUCTION_SCHEMA = pa.schema([
@@ -306,7 +307,7 @@ def build_byo_data(db_path: str | Path, questions_path: str | Path, seed: int,
     bounds = np.cumsum([fractions[s] for s in SPLITS])
     rows = read_byo_questions(db_path, questions_path)
     for r in rows:
-        u = int(hashlib.sha1(f"{seed}:{r['id']}".encode()).hexdigest()[:8], 16) / 2**32
+        u = stable_seed(seed, r["id"]) / 2**32
         r["split"] = SPLITS[min(int(np.searchsorted(bounds, u, side="right")), len(SPLITS) - 1)]
     out = {s: [r for r in rows if r["split"] == s] for s in SPLITS}
     out["pref"] = [dict(r, split="pref") for r in out["train"]]

@@ -310,7 +310,7 @@ def _report_lines(names: list[str], evals: dict, summary: dict, prefs: list[dict
     lines += ["", f"By difficulty ({dpo} vs sft): " + "; ".join(
         f"{g} {pct(t['wins']['rate'])}/{pct(t['ties']['rate'])}/{pct(t['losses']['rate'])}"
         for g, t in main["by_difficulty"].items()) + " (wins/ties/losses %).",
-              f"By held-out kind: " + "; ".join(
+              "By held-out kind: " + "; ".join(
         f"{g} {pct(t['wins']['rate'])}/{pct(t['ties']['rate'])}/{pct(t['losses']['rate'])}"
         for g, t in main["by_holdout"].items()) + ".", "",
               "## Verbosity (tokens: mean / median / p90)", "",

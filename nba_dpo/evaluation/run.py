@@ -84,16 +84,16 @@ def generate_and_score(cfg: DictConfig, rows: list[dict]) -> list[dict]:
     import ray
     from transformers import AutoTokenizer
 
-    from nba_dpo.cluster import actor_resources, one_call_per_actor
+    from nba_dpo.generation.completions import hf_completions, verified
     from nba_dpo.generation.hf import HFGenerator
     from nba_dpo.models.prompts import build_prompt
-    from nba_dpo.scoring.reward import with_rewards
 
-    e = cfg.eval
-    if not storage.exists(f"{e.model_path}/config.json"):
-        raise UserError(f"eval.model_path={e.model_path} is not a model folder (no config.json); train one with "
-                        "jobs.sft or point eval.model_path at one")
-    model_dir = storage.local_copy(e.model_path)
+    evaluation = cfg.eval
+    samples = evaluation.num_samples if evaluation.num_samples > 1 else 0  # sampled completions besides the greedy one
+    if not storage.exists(f"{evaluation.model_path}/config.json"):
+        raise UserError(f"eval.model_path={evaluation.model_path} is not a model folder (no config.json); train one "
+                        "with jobs.sft or point eval.model_path at one")
+    model_dir = storage.local_copy(evaluation.model_path)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     count = lambda text: len(tokenizer(text, add_special_tokens=False).input_ids) if text else 0  # noqa: E731
     context = _context_length(model_dir)
@@ -101,28 +101,21 @@ def generate_and_score(cfg: DictConfig, rows: list[dict]) -> list[dict]:
     for r in rows:
         prompt = build_prompt(tokenizer, r["question"], r["schema"], cfg.model.include_schema)
         n = count(prompt)
-        if context and n + e.max_new_tokens > context:
-            too_long[r["id"]] = (f"prompt_too_long: {n} prompt tokens + eval.max_new_tokens={e.max_new_tokens} "
-                                 f"exceed the model's context of {context}")
+        if context and n + evaluation.max_new_tokens > context:
+            too_long[r["id"]] = (f"prompt_too_long: {n} prompt tokens + eval.max_new_tokens="
+                                 f"{evaluation.max_new_tokens} exceed the model's context of {context}")
         else:
             items.append({"id": r["id"], "prompt": prompt, "sql": r["sql"], "question": r["question"]})
     scored = {}
     if items:
-        ds = ray.data.from_items(items, override_num_blocks=max(e.num_shards * 4, 1))
-        use_gpu = cfg.cluster.use_gpu  # a GPU per shard on a GPU cluster
-        ds = ds.map_batches(HFGenerator, batch_size=e.batch_size, compute=one_call_per_actor(e.num_shards),
-                            **actor_resources(cfg.cluster, num_cpus=1, num_gpus=1 if use_gpu else 0),
-                            fn_constructor_kwargs=dict(model_path=e.model_path, max_new_tokens=e.max_new_tokens,
-                                                       greedy=True, num_samples=e.num_samples if e.num_samples > 1
-                                                       else 0, temperature=e.temperature, top_p=e.top_p,
-                                                       top_k=e.top_k, seed=cfg.seed, dtype=cfg.model.dtype,
-                                                       use_gpu=use_gpu))
-        # no CPU reserved, as in the generate stage: checks run beside generator actors that hold every core
-        ds = ds.map_batches(ExecutionVerifier, batch_size=e.batch_size,
-                            compute=ray.data.ActorPoolStrategy(size=e.num_shards), **actor_resources(cfg.cluster, 0),
-                            fn_constructor_kwargs=dict(db_path=cfg.data.db_path, timeout_s=e.sql_timeout_s))
-        if e.reward_model:
-            ds = with_rewards(ds, e.reward_model, cfg.cluster)
+        ds = ray.data.from_items(items, override_num_blocks=max(evaluation.num_shards * 4, 1))
+        ds = hf_completions(ds, HFGenerator, cfg.cluster, batch_size=evaluation.batch_size,
+                            concurrency=evaluation.num_shards, model_path=evaluation.model_path,
+                            max_new_tokens=evaluation.max_new_tokens, greedy=True, num_samples=samples,
+                            temperature=evaluation.temperature, top_p=evaluation.top_p, top_k=evaluation.top_k,
+                            seed=cfg.seed, dtype=cfg.model.dtype)
+        ds = verified(ds, cfg.data.db_path, evaluation.sql_timeout_s, cfg.cluster, evaluation.reward_model,
+                      batch_size=evaluation.batch_size, verifiers=evaluation.num_shards)
         scored = {r["id"]: r for r in ds.take_all()}
     out = []
     for r in rows:
@@ -130,7 +123,7 @@ def generate_and_score(cfg: DictConfig, rows: list[dict]) -> list[dict]:
                 "gold_reasoning_tokens": count(r["reasoning"]), "gold_sql_tokens": count(r["sql"])}
         if r["id"] in too_long:
             out.append({**r, **gold, "sql": "", "completion": "", "n_tokens": 0, "reasoning_tokens": 0,
-                        "sql_tokens": 0, "samples_correct": [False] * e.num_samples if e.num_samples > 1 else None,
+                        "sql_tokens": 0, "samples_correct": [False] * samples if samples else None,
                         "exec_ok": False, "correct_spider": False, "correct_bird": False, "exact_match": False,
                         "error": too_long[r["id"]], "reward": None})
             continue
@@ -139,13 +132,13 @@ def generate_and_score(cfg: DictConfig, rows: list[dict]) -> list[dict]:
                     "n_tokens": int(s["n_tokens"]), "reasoning_tokens": count(extract_reasoning(s["completion"])),
                     "sql_tokens": count(extract_sql(s["completion"])),
                     "samples_correct": list(s["samples_correct"]) if s.get("samples_correct") is not None else None,
-                    "reward": float(s["reward"]) if e.reward_model else None,
+                    "reward": float(s["reward"]) if evaluation.reward_model else None,
                     **{k: s[k] for k in ("exec_ok", "correct_spider", "correct_bird", "exact_match", "error")}})
     return out
 
 
 def add_reasoning_verdicts(rows: list[dict], db_path: str) -> None:
-    """reasoning_consistent / reasoning_correct of each completion (evaluation.reasoning), in place."""
+    """reasoning_consistent / reasoning_correct of each completion (`reasoning.check_reasoning`), in place."""
     db = storage.local_copy(db_path)
     tables, columns = {t.lower() for t in table_names(db)}, {c.lower() for c in column_names(db)}
     for r in rows:
@@ -164,16 +157,17 @@ def pair_logprobs(cfg: DictConfig) -> list[dict]:
     from nba_dpo.cluster import actor_resources
     from nba_dpo.prefs.ref_logprobs import PairLogProbs
 
-    e = cfg.eval
-    if not storage.exists(e.pairs):
-        raise UserError(f"eval.pairs={e.pairs} not found: run jobs.generate first, or leave eval.pairs unset")
-    names = storage.parquet_metadata(e.pairs).schema.names
+    evaluation = cfg.eval
+    if not storage.exists(evaluation.pairs):
+        raise UserError(f"eval.pairs={evaluation.pairs} not found: run jobs.generate first, or leave eval.pairs unset")
+    names = storage.parquet_metadata(evaluation.pairs).schema.names
     columns = ["prompt", "chosen", "rejected"] + [c for c in ("ref_chosen_logps", "ref_rejected_logps") if c in names]
-    ds = storage.read_dataset(e.pairs, columns=columns)
+    ds = storage.read_dataset(evaluation.pairs, columns=columns)
     use_gpu = cfg.cluster.use_gpu
-    ds = ds.map_batches(PairLogProbs, batch_size=e.batch_size, compute=ray.data.ActorPoolStrategy(size=e.num_shards),
+    ds = ds.map_batches(PairLogProbs, batch_size=evaluation.batch_size,
+                        compute=ray.data.ActorPoolStrategy(size=evaluation.num_shards),
                         **actor_resources(cfg.cluster, num_cpus=1, num_gpus=1 if use_gpu else 0),
-                        fn_constructor_kwargs=dict(model_path=e.model_path, max_length=cfg.model.max_length,
+                        fn_constructor_kwargs=dict(model_path=evaluation.model_path, max_length=cfg.model.max_length,
                                                    dtype=cfg.model.dtype, use_gpu=use_gpu))
     return ds.drop_columns(["prompt", "chosen", "rejected"]).take_all()
 

@@ -14,18 +14,17 @@ CPUs (`sdpa_grouped_kv`) keeps grouped-query KV heads grouped.
 """
 from __future__ import annotations
 
-import hashlib
-import os
-
 import numpy as np
 import torch
 from transformers import (AttentionInterface, AttentionMaskInterface, AutoModelForCausalLM, AutoTokenizer,
-                          LogitsProcessor, LogitsProcessorList, PreTrainedModel)
+                          LogitsProcessor, PreTrainedModel)
 from transformers.cache_utils import Cache, StaticLayer
 from transformers.masking_utils import sdpa_mask
 
 from nba_dpo import storage
-from nba_dpo.models.device import actor_device
+from nba_dpo.data.columns import object_column
+from nba_dpo.models.device import actor_device, torch_dtype
+from nba_dpo.seeds import stable_seed
 
 
 def sdpa_grouped_kv(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -34,7 +33,7 @@ def sdpa_grouped_kv(module: torch.nn.Module, query: torch.Tensor, key: torch.Ten
     """transformers' "sdpa" attention, with grouped-query keys and values passed to torch as they are (`enable_gqa`).
     Given a padding mask, transformers first copies each KV head to every query head of its group, as CUDA's fused
     kernels need; torch's CPU kernel takes groups and a mask together, and the copy (of the whole filled cache, every
-    layer and step) made decoding attention about 20x slower on a model with 5 query heads per KV head."""
+    layer and step) dominated decoding on grouped-query models (docs/architecture.md, "Library internals")."""
     is_causal = getattr(module, "is_causal", True) if is_causal is None else is_causal
     out = torch.nn.functional.scaled_dot_product_attention(
         query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling,
@@ -42,22 +41,20 @@ def sdpa_grouped_kv(module: torch.nn.Module, query: torch.Tensor, key: torch.Ten
     return out.transpose(1, 2).contiguous(), None
 
 
-AttentionInterface.register("sdpa_grouped_kv", sdpa_grouped_kv)
-AttentionMaskInterface.register("sdpa_grouped_kv", sdpa_mask)
+def use_grouped_kv_attention(model: PreTrainedModel) -> None:
+    """`sdpa_grouped_kv` in place of transformers' "sdpa" (registered with transformers' attention registry)."""
+    AttentionInterface.register("sdpa_grouped_kv", sdpa_grouped_kv)
+    AttentionMaskInterface.register("sdpa_grouped_kv", sdpa_mask)
+    model.set_attn_implementation("sdpa_grouped_kv")
 
 
 class HFGenerator:
-    """decoder="compact" (the default) runs `decode_compacting`; "generate" runs transformers' `generate` with a
-    static cache, sampling with the Gumbel sampler or, with sampler="multinomial", transformers' own sampling: the
-    baselines of benchmarks/bench_eval_sampling.py. grouped_kv=False keeps transformers' own "sdpa" attention, the
-    baseline of benchmarks/bench_hf_attention.py; on a GPU (use_gpu) it is kept anyway."""
+    """Greedy completions and samples of a batch of prompts with `decode_compacting`; on CPUs with `sdpa_grouped_kv`
+    attention (a GPU keeps transformers' own, whose fused kernels its copy of the KV heads is for)."""
 
     def __init__(self, model_path: str, max_new_tokens: int, greedy: bool = True, num_samples: int = 0,
                  temperature: float = 1.0, top_p: float = 1.0, top_k: int = 50, seed: int = 0,
-                 dtype: str = "float32", threads: int = 1, sample_chunk: int = 32, decoder: str = "compact",
-                 sampler: str = "gumbel", grouped_kv: bool = True, use_gpu: bool = False):
-        if decoder == "compact" and sampler != "gumbel":
-            raise ValueError("the compacting decoder samples with the Gumbel sampler only")
+                 dtype: str = "float32", threads: int = 1, sample_chunk: int = 32, use_gpu: bool = False):
         torch.set_num_threads(threads)
         model_path = storage.local_copy(model_path)  # fetched once per node from an object store
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -65,58 +62,46 @@ class HFGenerator:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.device = actor_device(use_gpu)
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(self.device)
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype(dtype)).to(self.device)
         self.model.eval()
-        if grouped_kv and self.device.type == "cpu" and self.model.config._attn_implementation == "sdpa":
-            # only in place of sdpa: a model whose default is another attention (eager, flex) keeps it; CUDA's fused
-            # kernels are what transformers' copy of the KV heads is for
-            self.model.set_attn_implementation("sdpa_grouped_kv")
+        if self.device.type == "cpu" and self.model.config._attn_implementation == "sdpa":
+            # only in place of sdpa: a model whose default is another attention (eager, flex) keeps it
+            use_grouped_kv_attention(self.model)
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = sorted({self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None})
         self.max_new_tokens, self.greedy, self.num_samples = max_new_tokens, greedy, num_samples
         self.temperature, self.top_p, self.top_k = temperature, top_p, top_k
         self.seed, self.sample_chunk = seed, sample_chunk
-        self.decoder, self.sampler = decoder, sampler
 
-    def _generate(self, prompts: list[str], copies: int = 1, gumbel: GumbelTopKSampler | None = None,
-                  **generate_kwargs) -> tuple[list[str], list[int]]:
+    def decode(self, enc: dict[str, torch.Tensor], gumbel: GumbelTopKSampler | None) -> torch.Tensor:
+        """The new tokens of a tokenized, left-padded batch: greedy, or drawn by `gumbel`."""
+        return decode_compacting(self.model, enc["input_ids"], enc["attention_mask"], self.max_new_tokens,
+                                 self.eos_ids, self.tokenizer.pad_token_id, gumbel)
+
+    def _generate(self, prompts: list[str], copies: int = 1,
+                  gumbel: GumbelTopKSampler | None = None) -> tuple[list[str], list[int]]:
         """Completions of each prompt `copies` times, prompt-major (those of prompt i at i*copies .. +copies-1):
-        greedy, or drawn by `gumbel`; generate_kwargs (transformers' own sampling) need `generate`."""
+        greedy, or drawn by `gumbel`."""
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         enc = {k: v.repeat_interleave(copies, dim=0).to(self.device) for k, v in enc.items()}
-        pad = self.tokenizer.pad_token_id
         with torch.inference_mode():
-            if self.decoder == "compact" and not generate_kwargs:
-                new = decode_compacting(self.model, enc["input_ids"], enc["attention_mask"], self.max_new_tokens,
-                                        self.eos_ids, pad, gumbel)
-            else:
-                processors = LogitsProcessorList([gumbel] if gumbel else [])
-                out = self.model.generate(**enc, max_new_tokens=self.max_new_tokens, cache_implementation="static",
-                                          pad_token_id=pad, eos_token_id=self.eos_ids, logits_processor=processors,
-                                          **{"do_sample": False, **generate_kwargs})
-                new = out[:, enc["input_ids"].shape[1]:]
-        new = new.cpu()
+            new = self.decode(enc, gumbel).cpu()
         texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-        lengths = [int(n) for n in ((new != pad) & ~torch.isin(new, torch.tensor(self.eos_ids))).sum(dim=1)]
-        return texts, lengths
+        ended = (new == self.tokenizer.pad_token_id) | torch.isin(new, torch.tensor(self.eos_ids))
+        return texts, [int(n) for n in (~ended).sum(dim=1)]
 
     def _sample(self, prompts: list[str], n: int) -> tuple[list[str], list[int]]:
         """n sampled completions per prompt, prompt-major (those of prompt i at i*n .. i*n+n-1)."""
-        if self.sampler == "multinomial":
-            return self._generate(prompts, do_sample=True, temperature=self.temperature, top_p=self.top_p,
-                                  top_k=self.top_k, num_return_sequences=n)
         return self._generate(prompts, copies=n, gumbel=GumbelTopKSampler(self.temperature, self.top_k, self.top_p))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        maybe_fail_once()
         prompts = [str(p) for p in batch["prompt"]]
         out = dict(batch)
         if self.greedy:
             texts, lengths = self._generate(prompts)
             out["completion"], out["n_tokens"] = np.array(texts, dtype=object), np.array(lengths)
         if self.num_samples:
-            key = f"{self.seed}:{batch['id'][0]}:{len(prompts)}".encode()
-            torch.manual_seed(int(hashlib.sha1(key).hexdigest()[:8], 16))
+            torch.manual_seed(stable_seed(self.seed, batch["id"][0], len(prompts)))
             # Prompts are sampled a chunk at a time, those with the shortest greedy answers together (when there are
             # greedy answers): a generate call runs until its longest sequence ends, so a chunk of short answers
             # stops early instead of waiting for the batch's longest.
@@ -128,8 +113,8 @@ class HFGenerator:
                 texts, lengths = self._sample([prompts[i] for i in chunk], n)
                 for j, i in enumerate(chunk):
                     samples[i], sample_tokens[i] = texts[j * n:(j + 1) * n], lengths[j * n:(j + 1) * n]
-            out["samples"] = np.array(samples + [None], dtype=object)[:-1]
-            out["sample_tokens"] = np.array(sample_tokens + [None], dtype=object)[:-1]
+            out["samples"] = object_column(samples)
+            out["sample_tokens"] = object_column(sample_tokens)
         return out
 
 
@@ -186,7 +171,7 @@ class FilledPrefixLayer(StaticLayer):
 
 
 def kv_cache(config, max_cache_len: int) -> Cache:
-    """The KV cache of `decode_compacting`: one `FilledPrefixLayer` per layer (1.2x faster decoding than `StaticCache`
+    """The KV cache of `decode_compacting`: one `FilledPrefixLayer` per layer (faster decoding than `StaticCache`
     on the tiny model). Sliding-window models get full layers too: their attention masks apply the window."""
     return Cache(layers=[FilledPrefixLayer(max_cache_len)
                          for _ in range(config.get_text_config(decoder=True).num_hidden_layers)])
@@ -196,7 +181,7 @@ class GumbelTopKSampler(LogitsProcessor):
     """Sampling as greedy decoding (the Gumbel-max trick): argmax(logits / T + Gumbel noise) is a draw from
     softmax(logits / T). Noising only the top-k logits and masking the rest draws from the same distribution as
     transformers' temperature + top-k + top-p sampling, with k random numbers per row where `torch.multinomial`
-    draws one per vocabulary entry: 2.7 against 9 ms per step for 128 rows over 2,048 tokens on one CPU thread."""
+    draws one per vocabulary entry."""
 
     def __init__(self, temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0):
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
@@ -230,11 +215,3 @@ class HFCandidates(HFGenerator):
         rows["n_tokens"] = np.array([t for ts in tokens for t in ts])
         rows["error"] = np.array([e for e in errors for _ in range(n)], dtype=object)
         return rows
-
-
-def maybe_fail_once() -> None:
-    """Test hook: with NBA_DPO_FAIL_GENERATOR=<marker path>, the first actor call kills its process once."""
-    marker = os.environ.get("NBA_DPO_FAIL_GENERATOR")
-    if marker and not os.path.exists(marker):
-        open(marker, "w").close()
-        os._exit(1)

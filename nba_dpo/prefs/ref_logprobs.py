@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from nba_dpo import storage
-from nba_dpo.models.device import actor_device
+from nba_dpo.models.device import actor_device, torch_dtype
 
 
 def completion_ids(tokenizer, prompt: str, completion: str, max_length: int) -> tuple[list[int], list[int]]:
@@ -35,7 +35,7 @@ class RefLogProbs:
         self.device = actor_device(use_gpu)
         model_path = storage.local_copy(model_path)  # fetched once per node from an object store
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(self.device)
+        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch_dtype(dtype)).to(self.device)
         self.model.eval()
         self.max_length, self.batch_size = max_length, batch_size
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nba_dpo import storage
+from nba_dpo.data.columns import object_column
 from nba_dpo.sql.compare import bird_equal, exact_match, has_order_by, spider_equal
 from nba_dpo.sql.extract import extract_sql
 from nba_dpo.sql.sandbox import Sandbox
@@ -65,7 +66,7 @@ class ExecutionVerifier:
         if "samples" in batch:
             # the verdicts replace the texts: nothing downstream reads them, and Ray Data would store them pickled
             # (it takes equal-length lists for a tensor column, which strings cannot fill)
-            out["samples_correct"] = np.array(
+            out["samples_correct"] = object_column(
                 [[self.verify(str(s), str(g)).correct_spider for s in samples] for samples, g in
-                 zip(out.pop("samples"), batch["sql"])] + [None], dtype=object)[:-1]
+                 zip(out.pop("samples"), batch["sql"])])
         return out

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from nba_dpo import storage
-from nba_dpo.models.device import actor_device
+from nba_dpo.models.device import actor_device, torch_dtype
 
 
 class RewardScorer:
@@ -20,7 +20,7 @@ class RewardScorer:
         model_path = storage.local_copy(model_path)  # fetched once per node from an object store
         self.tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
         self.model = AutoModelForSequenceClassification.from_pretrained(
-            model_path, trust_remote_code=trust_remote_code, dtype=getattr(torch, dtype)).to(self.device).eval()
+            model_path, trust_remote_code=trust_remote_code, dtype=torch_dtype(dtype)).to(self.device).eval()
 
     def score(self, question: str, completion: str) -> float:
         messages = [{"role": "user", "content": question}, {"role": "assistant", "content": completion}]

@@ -18,13 +18,10 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import TrainerCallback
 
 from nba_dpo import storage
+from nba_dpo.models.device import torch_dtype
 from nba_dpo.training.deepspeed_config import deepspeed_config
 
 FINAL_MODEL_DIR = "model"  # inside the last Ray checkpoint; HF checkpoints live in "checkpoint"
-
-
-def torch_dtype(name: str) -> torch.dtype:
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
 def lora_config(cfg: DictConfig):
@@ -62,17 +59,17 @@ def scratch_dir(run_name: str) -> Path:
 
 def hf_args(cfg: DictConfig, output_dir: str) -> dict:
     """Keyword arguments shared by SFTConfig and DPOConfig."""
-    t = cfg.train
+    train = cfg.train
     use_cpu = not cfg.cluster.use_gpu
     return dict(
-        output_dir=output_dir, num_train_epochs=t.epochs, max_steps=t.max_steps, learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_ratio, weight_decay=t.weight_decay,
-        per_device_train_batch_size=t.per_device_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        gradient_checkpointing=t.gradient_checkpointing, bf16=t.bf16, use_cpu=use_cpu,
-        ddp_backend="gloo" if use_cpu else None, ddp_find_unused_parameters=False, logging_steps=t.logging_steps, save_strategy="steps",
-        save_steps=t.save_steps, save_total_limit=2, report_to=["tensorboard"], seed=cfg.seed,
-        data_seed=cfg.seed, deepspeed=deepspeed_config(cfg.deepspeed, cfg.cluster.use_gpu),
+        output_dir=output_dir, num_train_epochs=train.epochs, max_steps=train.max_steps,
+        learning_rate=train.learning_rate, lr_scheduler_type=train.lr_scheduler, warmup_steps=train.warmup_ratio,
+        weight_decay=train.weight_decay, per_device_train_batch_size=train.per_device_batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation_steps,
+        gradient_checkpointing=train.gradient_checkpointing, bf16=train.bf16, use_cpu=use_cpu,
+        ddp_backend="gloo" if use_cpu else None, ddp_find_unused_parameters=False, logging_steps=train.logging_steps,
+        save_strategy="steps", save_steps=train.save_steps, save_total_limit=2, report_to=["tensorboard"],
+        seed=cfg.seed, data_seed=cfg.seed, deepspeed=deepspeed_config(cfg.deepspeed, cfg.cluster.use_gpu),
         dataloader_num_workers=0, disable_tqdm=True, remove_unused_columns=True,
     )
 
@@ -160,14 +157,15 @@ def resume_dir(local: str) -> str | None:
     return str(hf) if hf.is_dir() else None
 
 
-def fit_and_report(trainer, cfg: DictConfig, tokenizer, scratch: Path, tensorboard: str) -> None:
-    """The tail of every worker loop: Ray checkpoint reporting, failure hook, resume, train, final model, and the
-    node's HF checkpoints deleted."""
+def fit_and_report(trainer, cfg: DictConfig, tokenizer, tensorboard: str) -> None:
+    """The tail of every worker loop: Ray checkpoint reporting, the configured callbacks (train.callbacks), resume,
+    train, final model, and the node's HF checkpoints deleted."""
+    from hydra.utils import instantiate
     from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
 
     timer = StepTimer()
-    for callback in (SaveBarrier(), RayTrainReportCallback(), InjectedFailure(str(scratch)), timer,
-                     TensorBoardUpload(tensorboard)):
+    for callback in (SaveBarrier(), RayTrainReportCallback(), timer, TensorBoardUpload(tensorboard),
+                     *(instantiate(c) for c in cfg.train.callbacks)):
         trainer.add_callback(callback)
     trainer = prepare_trainer(trainer)
     with tempfile.TemporaryDirectory(prefix="nba_dpo_resume_") as local:
@@ -264,8 +262,9 @@ def run_trainer(loop: Callable[[dict], None], loop_config: dict, datasets: dict,
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    c = cfg.cluster
-    resources = {"CPU": c.cpus_per_worker, **({"GPU": c.gpus_per_worker} if c.use_gpu else {}), **(c.resources or {})}
+    cluster = cfg.cluster
+    resources = {"CPU": cluster.cpus_per_worker, **({"GPU": cluster.gpus_per_worker} if cluster.use_gpu else {}),
+                 **(cluster.resources or {})}
     results = f"{cfg.paths.artifacts}/ray_results"
     fs, path = storage.filesystem(results)
     # the same rows reach the same worker in the same order on every run: the shards are Ray Data's split of an
@@ -278,8 +277,9 @@ def run_trainer(loop: Callable[[dict], None], loop_config: dict, datasets: dict,
         loop, train_loop_config={"cfg": OmegaConf.to_container(cfg, resolve=True), "run_name": run_name,
                                  "tensorboard": f"{results}/{run_name}/tensorboard", **loop_config},
         datasets=datasets, dataset_config=DataConfig(execution_options=ingest),
-        scaling_config=ScalingConfig(num_workers=c.num_workers, use_gpu=c.use_gpu, resources_per_worker=resources),
-        torch_config=TorchConfig(backend="nccl" if c.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=cluster.num_workers, use_gpu=cluster.use_gpu,
+                                     resources_per_worker=resources),
+        torch_config=TorchConfig(backend="nccl" if cluster.use_gpu else "gloo"),
         run_config=RunConfig(name=run_name, storage_path=path, storage_filesystem=fs,
                              checkpoint_config=CheckpointConfig(num_to_keep=2),
                              failure_config=FailureConfig(max_failures=max_failures)),
@@ -308,36 +308,3 @@ def export_final_model(result, cfg: DictConfig, base_path: str) -> dict:
         history = json.loads((Path(ckpt) / "log_history.json").read_text())
         (out / "log_history.json").write_text(json.dumps(history))
     return {"log_history": history, "metrics": dict(result.metrics or {})}
-
-
-class InjectedFailure:
-    """Test hook: NBA_DPO_FAIL_AT_STEP=N kills rank 0's process once, at the end of the first step after N (so the
-    checkpoint reported at N is registered first), so that Ray Train's FailureConfig restart and checkpoint resume
-    run for real. A marker file makes it fire once; `attempts` records the step each attempt started from."""
-
-    def __new__(cls, marker_dir: str):
-        from transformers import TrainerCallback
-
-        step = int(os.environ.get("NBA_DPO_FAIL_AT_STEP", "0"))
-        folder = Path(marker_dir)
-
-        class _Kill(TrainerCallback):
-            def _rank0(self) -> bool:
-                import ray.train
-
-                return bool(step) and ray.train.get_context().get_world_rank() == 0
-
-            def on_train_begin(self, args, state, control, **kwargs):
-                if self._rank0():
-                    folder.mkdir(parents=True, exist_ok=True)
-                    with open(folder / "attempts", "a") as f:
-                        f.write(f"{state.global_step}\n")
-
-            def on_step_end(self, args, state, control, **kwargs):
-                marker = folder / "injected_failure_fired"
-                if self._rank0() and state.global_step > step and not marker.exists():
-                    marker.write_text(str(state.global_step))
-                    time.sleep(2)  # let the controller finish registering the last reported checkpoint
-                    os._exit(1)
-
-        return _Kill()

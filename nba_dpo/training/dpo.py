@@ -37,7 +37,7 @@ def score_completion_tokens_only() -> None:
     """On CPU, let TRL's fused LM head score the completion tokens only, as it does where Triton runs.
 
     Without Triton it scores every position, padding and prompt included, so that compiling devices (Neuron) see one
-    tile shape; nothing compiles on CPU, and a DPO step here runs 1.4x faster with the same loss (a test compares
+    tile shape; nothing compiles on CPU, and a DPO step here runs faster with the same loss (a test compares
     them). `trl.trainer.utils` reads `_use_triton` for that choice only (TRL is pinned)."""
     import trl.trainer.utils as trl_utils
     from trl.kernels.chunked_logprob import _use_triton
@@ -75,22 +75,23 @@ def _dpo_loop(config: dict) -> None:
     cfg = init_worker(config)
     if not cfg.cluster.use_gpu:
         score_completion_tokens_only()
-    t = cfg.train
+    train = cfg.train
     model_path = storage.local_copy(config["model_path"])
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = load_model_for_training(cfg, model_path)
-    train, held_out = shard_dataset("train", config["run_name"]), shard_dataset("eval", config["run_name"])
+    train_shard, held_out = shard_dataset("train", config["run_name"]), shard_dataset("eval", config["run_name"])
     stored = config["reference"] != "model"  # precomputed ones are in the rows by now
     scratch = scratch_dir(config["run_name"])
-    args = DPOConfig(**hf_args(cfg, str(scratch / "hf")), beta=t.beta, loss_type=list(t.loss_type),
-                     loss_weights=list(t.loss_weights) if t.loss_weights else None, label_smoothing=t.label_smoothing,
+    args = DPOConfig(**hf_args(cfg, str(scratch / "hf")), beta=train.beta, loss_type=list(train.loss_type),
+                     loss_weights=list(train.loss_weights) if train.loss_weights else None,
+                     label_smoothing=train.label_smoothing,
                      max_length=cfg.model.max_length, precompute_ref_log_probs=stored,
                      dataset_num_proc=None, eval_strategy="epoch" if held_out is not None else "no",
-                     per_device_eval_batch_size=t.per_device_batch_size)
-    trainer = StoredReferenceDPOTrainer(model=model, ref_model=None, args=args, train_dataset=train,
+                     per_device_eval_batch_size=train.per_device_batch_size)
+    trainer = StoredReferenceDPOTrainer(model=model, ref_model=None, args=args, train_dataset=train_shard,
                                         eval_dataset=held_out, processing_class=tokenizer,
                                         peft_config=lora_config(cfg))
-    fit_and_report(trainer, cfg, tokenizer, scratch, config["tensorboard"])
+    fit_and_report(trainer, cfg, tokenizer, config["tensorboard"])
 
 
 def pairs_dataset(cfg: DictConfig, uri: str, mode: str, run_name: str, name: str):
@@ -123,32 +124,34 @@ def train_dpo(cfg: DictConfig) -> dict:
     reach the workers as Ray Data shards: the driver reads the files' footers only."""
     from nba_dpo.cluster import start_ray
 
-    t = cfg.train
+    train = cfg.train
     start = time.perf_counter()
     start_ray(cfg)
-    for uri, what in ((t.pairs, "pairs"), (f"{t.base_model}/config.json", "base model")):
+    for uri, what in ((train.pairs, "pairs"), (f"{train.base_model}/config.json", "base model")):
         if not storage.exists(uri):
             raise UserError(f"{what} not found at {uri}: run the earlier stages (sft, generate) first")
-    meta = storage.parquet_metadata(t.pairs)
+    meta = storage.parquet_metadata(train.pairs)
     n = meta.num_rows
     if n < cfg.cluster.num_workers:
-        raise UserError(f"{t.pairs} holds {n} pairs, fewer than the {cfg.cluster.num_workers} Ray Train workers: "
+        raise UserError(f"{train.pairs} holds {n} pairs, fewer than the {cfg.cluster.num_workers} Ray Train workers: "
                         "see prefs/summary.json for why prompts gave none")
     mode = reference_mode(cfg, stored_reference(meta))
     run_name = ray_run_name("dpo", cfg)
-    datasets = {"train": pairs_dataset(cfg, t.pairs, mode, run_name, "train")}
-    eval_meta = storage.parquet_metadata(t.eval_pairs) if t.eval_pairs and storage.exists(t.eval_pairs) else None
+    datasets = {"train": pairs_dataset(cfg, train.pairs, mode, run_name, "train")}
+    has_eval = train.eval_pairs and storage.exists(train.eval_pairs)
+    eval_meta = storage.parquet_metadata(train.eval_pairs) if has_eval else None
     n_eval = eval_meta.num_rows if eval_meta else 0
     if n_eval >= cfg.cluster.num_workers:
         eval_mode = "model" if mode == "model" else reference_mode(cfg, stored_reference(eval_meta))
-        datasets["eval"] = pairs_dataset(cfg, t.eval_pairs, eval_mode, run_name, "eval")
-    elif t.eval_pairs:
-        print(f"[train_dpo] {n_eval} held-out pairs at {t.eval_pairs}, fewer than the workers: no eval_rewards/*")
-    print(f"[train_dpo] {n} pairs, {t.method} DPO of {t.base_model} on {cfg.cluster.num_workers} Ray Train "
-          f"workers, deepspeed stage {cfg.deepspeed.stage}, loss {list(t.loss_type)}, beta {t.beta}, reference {mode}")
-    result = run_trainer(_dpo_loop, {"model_path": storage.absolute(t.base_model), "reference": mode}, datasets,
+        datasets["eval"] = pairs_dataset(cfg, train.eval_pairs, eval_mode, run_name, "eval")
+    elif train.eval_pairs:
+        print(f"[train_dpo] {n_eval} held-out pairs at {train.eval_pairs}, fewer than the workers: no eval_rewards/*")
+    print(f"[train_dpo] {n} pairs, {train.method} DPO of {train.base_model} on {cfg.cluster.num_workers} Ray Train "
+          f"workers, deepspeed stage {cfg.deepspeed.stage}, loss {list(train.loss_type)}, beta {train.beta}, "
+          f"reference {mode}")
+    result = run_trainer(_dpo_loop, {"model_path": storage.absolute(train.base_model), "reference": mode}, datasets,
                          cfg, run_name, max_failures=cfg.get("max_failures", 0))
-    exported = export_final_model(result, cfg, t.base_model)
+    exported = export_final_model(result, cfg, train.base_model)
     history = exported["log_history"]
     last = {k: v for h in history for k, v in h.items() if k.startswith(("rewards/", "loss", "eval_rewards/"))}
     metrics = exported["metrics"]
@@ -156,7 +159,7 @@ def train_dpo(cfg: DictConfig) -> dict:
             "train_runtime": metrics.get("train_runtime"), "step_s": metrics.get("step_s"),
             "resumed_from_step": metrics.get("resumed_from_step"),
             "peak_rss_mb": metrics.get("peak_rss_mb"),
-            "output_dir": t.output_dir,
+            "output_dir": train.output_dir,
             "final_reward_accuracy": last.get("rewards/accuracies"), "final_loss": last.get("loss"),
             "final_margin": last.get("rewards/margins"),
             "heldout_reward_accuracy": last.get("eval_rewards/accuracies"),

