@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from nba_dpo.errors import UserError
 from nba_dpo.prefs.run import generate_preferences
 from nba_dpo.prefs.schema import CANDIDATE_SCHEMA, PAIR_SCHEMA
 from tests.conftest import CHUNK, N_PROMPTS, N_SAMPLES, gen_cfg
@@ -139,3 +140,18 @@ def test_offset_takes_the_next_prompts_of_the_pool(tiny_artifacts):
     assert prompt_ids(gen_cfg(tiny_artifacts, "offset", "generate.offset=24")) == pool[24:48]
     with pytest.raises(UserError, match="none after generate.offset"):
         prompt_ids(gen_cfg(tiny_artifacts, "offset", f"generate.offset={len(pool)}"))
+
+
+@pytest.mark.parametrize("overrides,sentence", [
+    (["generate.max_new_tokens=600"], "needs .* over the model's context of 512: lower generate.max_new_tokens"),
+    (["generate=vllm", "generate.max_model_len=64"], "over generate.max_model_len=64: raise generate.max_model_len "
+                                                     r"\(the model takes up to 512\)")])
+def test_prompts_that_leave_no_room_stop_before_any_generator(tiny_artifacts, overrides, sentence):
+    """The longest prompt, counted with the model's tokenizer, plus generate.max_new_tokens must fit the engine's
+    max_model_len (vllm) or the model's context (hf): else one sentence, and no candidate written."""
+    if "generate=vllm" in overrides:
+        pytest.importorskip("vllm")
+    cfg = gen_cfg(tiny_artifacts, "budget", "generate.ref_logprobs=false", *overrides)
+    with pytest.raises(UserError, match=sentence):
+        generate_preferences(cfg)
+    assert not list(Path(cfg.generate.output_dir).glob("candidates/*.parquet"))

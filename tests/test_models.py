@@ -243,3 +243,44 @@ def test_cpu_dpo_scoring_completion_tokens_only_keeps_the_loss(tmp_path, monkeyp
         results.append((loss.item(), grad))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
     assert torch.allclose(results[0][1], results[1][1], atol=1e-6)
+
+
+# The chat formats of the hub families, as their tokenizers render them (Llama 3.1 adds its knowledge-date lines to
+# the system turn). Both tokenizers are byte-level BPE: a token covers at least one byte, so a prompt's UTF-8 length
+# bounds its token count from above without the hub tokenizer, which tests never download.
+HUB_CHAT_TEMPLATES = {
+    "qwen": "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+            "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
+    "llama": "<|begin_of_text|>{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+             "{% if m['role'] == 'system' %}Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
+             "{% endif %}{{ m['content'] }}<|eot_id|>{% endfor %}"
+             "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}",
+}
+
+
+@pytest.mark.parametrize("experiment,family", [("qwen_coder_7b_lora_8gpu", "qwen"), ("llama3_8b_full_zero3", "llama")])
+def test_hub_experiments_fit_every_pool_prompt(experiment, family, built_data):
+    """Every prompt of the preference pool, built by the project's prompt builder with the schema in the system turn,
+    fits the experiment's vLLM max_model_len with generate.max_new_tokens to spare, and every training example
+    (prompt + gold completion) fits model.max_length."""
+    import pyarrow.parquet as pq
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    from nba_dpo.data.dataset import completion_text
+
+    pipeline = compose_cfg("pipeline", [f"experiment={experiment}"]).pipeline
+    gen = compose_cfg("generate", [*pipeline.common, *pipeline.generate]).generate
+    model = compose_cfg("sft", [*pipeline.common, *pipeline.sft]).model
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.BPE()))
+    tok.chat_template = HUB_CHAT_TEMPLATES[family]
+    data = Path(built_data[0].paths.data)
+    pool = pq.read_table(data / "pref_prompts.parquet").to_pylist()
+    longest_prompt = max(len(build_prompt(tok, r["question"], r["schema"], model.include_schema).encode())
+                         for r in pool)
+    assert model.include_schema and longest_prompt > 2000  # the schema's DDL is in every prompt
+    assert longest_prompt + gen.max_new_tokens <= gen.max_model_len
+    train = pq.read_table(data / "sft" / "train.parquet").to_pylist()
+    longest_example = max(len((build_prompt(tok, r["question"], r["schema"], True)
+                               + completion_text(r["reasoning"], r["sql"])).encode()) for r in train)
+    assert longest_example <= model.max_length

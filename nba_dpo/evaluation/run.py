@@ -70,13 +70,6 @@ def score_predictions(rows: list[dict], predictions: dict[str, tuple[str, str | 
     return out
 
 
-def _context_length(model_path: str) -> int | None:
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(model_path)
-    return getattr(config, "max_position_embeddings", None)
-
-
 def generate_and_score(cfg: DictConfig, rows: list[dict]) -> list[dict]:
     """Ray Data: prompts -> HFGenerator actors (eval.num_shards) -> ExecutionVerifier actors [-> RewardScorer] ->
     rows. A question whose prompt leaves no room for eval.max_new_tokens in the model's context is not generated: it
@@ -86,7 +79,7 @@ def generate_and_score(cfg: DictConfig, rows: list[dict]) -> list[dict]:
 
     from nba_dpo.generation.completions import hf_completions, verified
     from nba_dpo.generation.hf import HFGenerator
-    from nba_dpo.models.prompts import build_prompt
+    from nba_dpo.models.prompts import build_prompt, model_context
 
     evaluation = cfg.eval
     samples = evaluation.num_samples if evaluation.num_samples > 1 else 0  # sampled completions besides the greedy one
@@ -96,7 +89,7 @@ def generate_and_score(cfg: DictConfig, rows: list[dict]) -> list[dict]:
     model_dir = storage.local_copy(evaluation.model_path)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     count = lambda text: len(tokenizer(text, add_special_tokens=False).input_ids) if text else 0  # noqa: E731
-    context = _context_length(model_dir)
+    context = model_context(model_dir)
     items, too_long = [], {}
     for r in rows:
         prompt = build_prompt(tokenizer, r["question"], r["schema"], cfg.model.include_schema)

@@ -58,6 +58,28 @@ def _expand_samples(batch: dict, num_samples: int, seed: int) -> dict:
     return out
 
 
+def check_token_budget(cfg: DictConfig, longest: int) -> None:
+    """Stops, before any generator starts, when the longest prompt leaves no room for generate.max_new_tokens in
+    the engine's max_model_len (vllm) or the model's context (hf)."""
+    from nba_dpo.models.prompts import model_context
+
+    gen = cfg.generate
+    need = longest + gen.max_new_tokens
+    if gen.backend == "vllm":
+        context = model_context(gen.model_path)
+        if need > gen.max_model_len:
+            room = f" (the model takes up to {context})" if context else ""
+            raise UserError(f"the longest prompt of {gen.prompts} is {longest} tokens, which with "
+                            f"generate.max_new_tokens={gen.max_new_tokens} needs {need}, over generate.max_model_len="
+                            f"{gen.max_model_len}: raise generate.max_model_len{room} or lower generate.max_new_tokens")
+    else:
+        context = model_context(gen.model_path)
+        if context and need > context:
+            raise UserError(f"the longest prompt of {gen.prompts} is {longest} tokens, which with "
+                            f"generate.max_new_tokens={gen.max_new_tokens} needs {need}, over the model's context of "
+                            f"{context}: lower generate.max_new_tokens")
+
+
 def candidate_dataset(cfg: DictConfig, todo: set[str]):
     """Ray Data pipeline: the pool's prompts in `todo` -> candidate rows with exec_ok/correct (and reward)."""
     import ray
@@ -83,6 +105,7 @@ def candidate_dataset(cfg: DictConfig, todo: set[str]):
     ds = ds.repartition(target_num_rows_per_block=gen.batch_size)
     ds.context.execution_options.preserve_order = True
     ds = ds.materialize()
+    check_token_budget(cfg, ds.max("prompt_tokens"))
     if gen.backend == "vllm":
         from nba_dpo.generation.vllm_backend import build_vllm_candidates
 

@@ -21,9 +21,20 @@ def build_prompt(tokenizer, question: str, schema: str | None, include_schema: b
                                          tokenize=False, add_generation_prompt=True)
 
 
+def model_context(model_path: str) -> int | None:
+    """The longest sequence (prompt + completion tokens) the model at `model_path` takes, from its config.json."""
+    from nba_dpo import storage
+
+    if not storage.exists(f"{model_path}/config.json"):  # a hub id, resolved by the library itself
+        return None
+    config = storage.read_json(f"{model_path}/config.json")
+    return config.get("max_position_embeddings") or config.get("text_config", {}).get("max_position_embeddings")
+
+
 class PromptBuilder:
     """Ray Data stage: the `prompt` column from each row's question (and schema, which it consumes), in the chat
-    format of the model at `model_path` (a local, shared or object-store folder, or a hub id)."""
+    format of the model at `model_path` (a local, shared or object-store folder, or a hub id), and its length in
+    the model's tokens (`prompt_tokens`)."""
 
     def __init__(self, model_path: str, include_schema: bool):
         from transformers import AutoTokenizer
@@ -39,4 +50,6 @@ class PromptBuilder:
         out = {k: v for k, v in batch.items() if k != "schema"}
         out["prompt"] = np.array([build_prompt(self.tokenizer, str(q), str(s), self.include_schema)
                                   for q, s in zip(batch["question"], batch["schema"])], dtype=object)
+        out["prompt_tokens"] = np.array([len(ids) for ids in self.tokenizer(list(out["prompt"]),
+                                                                             add_special_tokens=False).input_ids])
         return out
