@@ -284,3 +284,46 @@ def test_hub_experiments_fit_every_pool_prompt(experiment, family, built_data):
     longest_example = max(len((build_prompt(tok, r["question"], r["schema"], True)
                                + completion_text(r["reasoning"], r["sql"])).encode()) for r in train)
     assert longest_example <= model.max_length
+
+
+def stand_in_hub_model(family: str, folder: Path) -> Path:
+    """A local folder standing in for a hub model: the family's architecture and config fields at small dims, random
+    weights, and a byte-level BPE tokenizer with the family's chat format, built here (nothing is downloaded)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer, raw.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    raw.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    tok.chat_template = HUB_CHAT_TEMPLATES[family]
+    dims = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, max_position_embeddings=32768 if family == "qwen" else 131072)
+    arch = (Qwen2ForCausalLM, Qwen2Config) if family == "qwen" else (LlamaForCausalLM, LlamaConfig)
+    arch[0](arch[1](**dims, tie_word_embeddings=family == "qwen")).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("experiment,family", [("qwen_coder_7b_lora_8gpu", "qwen"), ("llama3_8b_full_zero3", "llama")])
+def test_hub_experiments_carry_hub_recipes(experiment, family, tmp_path):
+    """Each hub experiment's stages pass the project's validation against a stand-in of its model, with the settings
+    of published 7-8B recipes rather than the tiny model's: bf16, gradient checkpointing, DPO at lr 5e-7 to 5e-6 for
+    1-2 epochs with beta about 0.1, and lengths that fit the model's context."""
+    model = stand_in_hub_model(family, tmp_path / "model")
+    pipeline = compose_cfg("pipeline", [f"experiment={experiment}"]).pipeline
+    stage = lambda name, config: validate(compose_cfg(config, [  # noqa: E731
+        f"paths.artifacts={tmp_path}", *pipeline.common, f"model.path={model}", *pipeline[name]]))
+    sft, dpo, gen = stage("sft", "sft"), stage("train_dpo", "train_dpo"), stage("generate", "generate")
+    for cfg in (sft, dpo):
+        assert cfg.train.bf16 and cfg.train.gradient_checkpointing and cfg.model.dtype == "bfloat16"
+        assert 1 <= cfg.train.epochs <= 2
+    assert 5e-7 <= dpo.train.learning_rate <= 5e-6 and 0.05 <= dpo.train.beta <= 0.2
+    assert list(dpo.train.loss_type) == ["sigmoid"]
+    if dpo.train.method == "lora":
+        assert 16 <= dpo.model.lora.r <= 64
+    context = AutoModelForCausalLM.from_pretrained(model).config.max_position_embeddings
+    assert sft.model.max_length <= context and gen.generate.max_model_len <= context
+    assert AutoTokenizer.from_pretrained(model).apply_chat_template([{"role": "user", "content": "q"}], tokenize=False,
+                                                                    add_generation_prompt=True)
