@@ -20,7 +20,7 @@ from typing import Any, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from nba_dpo import storage
+from nba_dpo import preflight, storage
 from nba_dpo.errors import UserError
 
 
@@ -341,8 +341,6 @@ def _schema_for(group: str, node: DictConfig) -> type:
 def validate(cfg: DictConfig) -> DictConfig:
     """Type-check and sanity-check the groups present in `cfg`, then check the machine can run it
     (`preflight.check`); returns the resolved config."""
-    from nba_dpo import preflight
-
     out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     try:
         root = out.paths.artifacts

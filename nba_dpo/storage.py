@@ -98,6 +98,14 @@ def exists(uri: str) -> bool:
         return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
+def require(inputs: dict[str, str], fix: str) -> None:
+    """A stage's inputs ({what: uri}) must exist before it starts; else one sentence naming the first missing one
+    and `fix`. A model is required by its config.json."""
+    for what, uri in inputs.items():
+        if not exists(uri):
+            raise UserError(f"{what} not found at {uri}: {fix}")
+
+
 def is_published(uri: str) -> bool:
     """A folder written by `publishing`, complete."""
     return exists(f"{uri}/{MARKER}")

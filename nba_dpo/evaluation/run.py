@@ -83,9 +83,8 @@ def generate_and_score(cfg: DictConfig, rows: list[dict]) -> list[dict]:
 
     evaluation = cfg.eval
     samples = evaluation.num_samples if evaluation.num_samples > 1 else 0  # sampled completions besides the greedy one
-    if not storage.exists(f"{evaluation.model_path}/config.json"):
-        raise UserError(f"eval.model_path={evaluation.model_path} is not a model folder (no config.json); train one "
-                        "with jobs.sft or point eval.model_path at one")
+    storage.require({"eval.model_path's model": f"{evaluation.model_path}/config.json"},
+                    "train one with jobs.sft or point eval.model_path at a model folder")
     model_dir = storage.local_copy(evaluation.model_path)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     count = lambda text: len(tokenizer(text, add_special_tokens=False).input_ids) if text else 0  # noqa: E731

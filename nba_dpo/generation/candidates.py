@@ -29,9 +29,8 @@ PROMPT_COLUMNS = ["id", "question", "schema", "sql", "reasoning", "difficulty", 
 def prompt_ids(cfg: DictConfig) -> list[str]:
     """The ids of this run's prompts: the pool's `limit` prompts from `offset` on (one column of the pool read)."""
     gen = cfg.generate
-    for uri, what in ((gen.prompts, "prompts"), (f"{gen.model_path}/config.json", "policy model")):
-        if not storage.exists(uri):
-            raise UserError(f"{what} not found at {uri}: run the earlier stages (build_data, sft) first")
+    storage.require({"prompts": gen.prompts, "policy model": f"{gen.model_path}/config.json"},
+                    "run the earlier stages (build_data, sft) first")
     pool = storage.read_table(gen.prompts, columns=["id"]).column("id").to_pylist()
     ids = pool[gen.offset: gen.offset + gen.limit if gen.limit else None]
     if not ids:

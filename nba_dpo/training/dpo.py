@@ -127,9 +127,8 @@ def train_dpo(cfg: DictConfig) -> dict:
     train = cfg.train
     start = time.perf_counter()
     start_ray(cfg)
-    for uri, what in ((train.pairs, "pairs"), (f"{train.base_model}/config.json", "base model")):
-        if not storage.exists(uri):
-            raise UserError(f"{what} not found at {uri}: run the earlier stages (sft, generate) first")
+    storage.require({"pairs": train.pairs, "base model": f"{train.base_model}/config.json"},
+                    "run the earlier stages (sft, generate) first")
     meta = storage.parquet_metadata(train.pairs)
     n = meta.num_rows
     if n < cfg.cluster.num_workers:
