@@ -408,9 +408,10 @@ def dpo_loss_types() -> set[str]:
 
 def _check_dpo(train: DictConfig) -> None:
     """TRL's own checks of the DPO settings (DPOConfig), made here so that a bad value stops before Ray starts."""
-    unknown = [x for x in train.loss_type if x not in dpo_loss_types()]
+    known = dpo_loss_types()
+    unknown = [x for x in train.loss_type if x not in known]
     if unknown:
-        raise UserError(f"unknown DPO loss {unknown[0]!r}; TRL's losses are {', '.join(sorted(dpo_loss_types()))}")
+        raise UserError(f"unknown DPO loss {unknown[0]!r}; TRL's losses are {', '.join(sorted(known))}")
     from trl import DPOConfig
 
     with tempfile.TemporaryDirectory() as scratch:

@@ -63,20 +63,15 @@ def check_token_budget(cfg: DictConfig, longest: int) -> None:
     from nba_dpo.models.prompts import model_context
 
     gen = cfg.generate
-    need = longest + gen.max_new_tokens
+    need, context = longest + gen.max_new_tokens, model_context(gen.model_path)
     if gen.backend == "vllm":
-        context = model_context(gen.model_path)
-        if need > gen.max_model_len:
-            room = f" (the model takes up to {context})" if context else ""
-            raise UserError(f"the longest prompt of {gen.prompts} is {longest} tokens, which with "
-                            f"generate.max_new_tokens={gen.max_new_tokens} needs {need}, over generate.max_model_len="
-                            f"{gen.max_model_len}: raise generate.max_model_len{room} or lower generate.max_new_tokens")
+        limit, over = gen.max_model_len, f"generate.max_model_len={gen.max_model_len}"
+        fix = f"raise generate.max_model_len{f' (the model takes up to {context})' if context else ''} or lower"
     else:
-        context = model_context(gen.model_path)
-        if context and need > context:
-            raise UserError(f"the longest prompt of {gen.prompts} is {longest} tokens, which with "
-                            f"generate.max_new_tokens={gen.max_new_tokens} needs {need}, over the model's context of "
-                            f"{context}: lower generate.max_new_tokens")
+        limit, over, fix = context, f"the model's context of {context}", "lower"
+    if limit and need > limit:
+        raise UserError(f"the longest prompt of {gen.prompts} is {longest} tokens, which with generate.max_new_tokens="
+                        f"{gen.max_new_tokens} needs {need}, over {over}: {fix} generate.max_new_tokens")
 
 
 def candidate_dataset(cfg: DictConfig, todo: set[str]):
