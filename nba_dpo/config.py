@@ -174,6 +174,7 @@ class DeepSpeed:
     stage: int = MISSING
     offload_optimizer: bool = MISSING
     offload_param: bool = MISSING
+    max_live_parameters: Optional[int] = MISSING
 
 
 @dataclass
@@ -405,6 +406,7 @@ def dpo_loss_types() -> set[str]:
     help_text = next(f for f in fields(DPOConfig) if f.name == "loss_type").metadata["help"]
     return set(re.findall(r"`'(\w+)'`", help_text))
 
+    ("deepspeed", "max_live_parameters", lambda v: v >= 1, _COUNT),
 
 def _check_dpo(train: DictConfig) -> None:
     """TRL's own checks of the DPO settings (DPOConfig), made here so that a bad value stops before Ray starts."""
@@ -448,3 +450,6 @@ def compose(config_name: str = "config", overrides: list[str] | None = None) -> 
         return hydra_compose(config_name=config_name, overrides=overrides or [])
     with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=overrides or [])
+    if "deepspeed" in cfg and cfg.deepspeed.stage != 3 and cfg.deepspeed.max_live_parameters is not None:
+        raise UserError(f"deepspeed.max_live_parameters is a ZeRO-3 setting: set it to null with deepspeed stage "
+                        f"{cfg.deepspeed.stage}, or choose deepspeed=zero3")

@@ -207,6 +207,26 @@ def test_bad_batching_is_one_clear_error(config, override, message):
     with pytest.raises(UserError, match=message):
         validate(compose_cfg(config, [override]))
 
+@pytest.mark.parametrize("overrides,message", [
+    (["deepspeed=zero2", "deepspeed.max_live_parameters=1000"], "a ZeRO-3 setting: set it to null"),
+    (["deepspeed=zero3", "deepspeed.max_live_parameters=0"], "max_live_parameters=0 is not allowed")])
+def test_zero3_settings_are_checked(overrides, message):
+    with pytest.raises(UserError, match=message):
+        validate(compose_cfg("train_dpo", overrides))
+
+
+def test_zero3_config_sizes_from_the_model():
+    """ZeRO-3's buckets are left to transformers to size from the model ("auto"), and the gathered-parameter limit
+    comes from the deepspeed group."""
+    from nba_dpo.training.deepspeed_config import deepspeed_config
+
+    cfg = validate(compose_cfg("train_dpo", ["deepspeed=zero3", "deepspeed.max_live_parameters=10000000"]))
+    zero = deepspeed_config(cfg.deepspeed, use_gpu=False)["zero_optimization"]
+    assert zero["stage3_max_live_parameters"] == zero["stage3_max_reuse_distance"] == 10_000_000
+    assert all(zero[k] == "auto" for k in ("reduce_bucket_size", "stage3_prefetch_bucket_size",
+                                           "stage3_param_persistence_threshold"))
+
+
 
 def test_cpu_dpo_scoring_completion_tokens_only_keeps_the_loss(tmp_path, monkeypatch):
     """DPO's loss and log-probs on CPU are the same whether TRL's fused head scores every position or only the

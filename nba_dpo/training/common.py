@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import TrainerCallback
 
 from nba_dpo import storage
+from nba_dpo.errors import UserError
 from nba_dpo.models.device import torch_dtype
 from nba_dpo.training.deepspeed_config import deepspeed_config
 
@@ -34,7 +35,10 @@ def lora_config(cfg: DictConfig):
                       target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
 
 
-def load_model_for_training(cfg: DictConfig, path: str):
+def load_model_for_training(cfg: DictConfig, path: str, args):
+    """The model to train, built after its trainer's arguments `args`: while they live, a ZeRO-3 DeepSpeed config in
+    them makes `from_pretrained` construct the model partitioned (transformers' HfDeepSpeedConfig), so no rank ever
+    holds all of its weights."""
     from transformers import AutoModelForCausalLM
 
     kwargs = {"dtype": torch_dtype(cfg.model.dtype), "trust_remote_code": cfg.model.trust_remote_code}
@@ -48,7 +52,7 @@ def load_model_for_training(cfg: DictConfig, path: str):
     if cfg.train.method == "qlora":
         from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, cfg.train.gradient_checkpointing)
+        model = prepare_model_for_kbit_training(model, args.gradient_checkpointing)
     return model
 
 
@@ -75,8 +79,7 @@ def hf_args(cfg: DictConfig, output_dir: str) -> dict:
 
 
 def init_worker(config: dict) -> DictConfig:
-    """Per-worker setup before the model and trainer are built (ZeRO-3 partitions weights at from_pretrained time);
-    returns the job's config."""
+    """Per-worker setup before the trainer's arguments and the model are built; returns the job's config."""
     cfg = OmegaConf.create(config["cfg"])
     torch.set_num_threads(max(1, cfg.cluster.cpus_per_worker))
     # transformers' TensorBoardCallback reads this when the trainer is built (rank 0 writes); its default is the
@@ -93,9 +96,9 @@ def init_worker(config: dict) -> DictConfig:
     return cfg
 
 
-def shard_dataset(name: str, run_name: str):
+def shard_dataset(config: dict, name: str):
     """This worker's share of the Ray Dataset `name` as a map-style `datasets.Dataset` for TRL to prepare as usual;
-    None when the trainer was given no such dataset. Ray Train splits a dataset equally over the workers (the same
+    None when the trainer was given no such dataset (`run_trainer` lists their names in the loop's config). Ray Train splits a dataset equally over the workers (the same
     way on every run: `run_trainer` keeps Ray Data's order), so each worker reads only its share, and the driver
     none. The share is spooled to a node-local Arrow file and memory-mapped: the worker's memory holds the pages in
     use, not the share."""
@@ -103,10 +106,10 @@ def shard_dataset(name: str, run_name: str):
     import pyarrow as pa
     import ray.train
 
-    shard = ray.train.get_dataset_shard(name)
-    if shard is None:
+    if name not in config["datasets"]:
         return None
-    folder = scratch_dir(run_name) / "data" / f"rank{ray.train.get_context().get_world_rank()}"
+    shard = ray.train.get_dataset_shard(name)
+    folder = scratch_dir(config["run_name"]) / "data" / f"rank{ray.train.get_context().get_world_rank()}"
     shutil.rmtree(folder, ignore_errors=True)  # TRL caches its tokenised copy here: never an earlier attempt's
     folder.mkdir(parents=True)
     path = folder / f"{name}.arrow"
@@ -119,6 +122,31 @@ def shard_dataset(name: str, run_name: str):
             raise RuntimeError(f"this worker's share of the {name} dataset is empty")
         writer.close()
     return datasets.Dataset.from_file(str(path))
+
+
+def check_example_lengths(trainer, shard_rows: int, max_length: int, model_path: str) -> None:
+    """Stop before training when an example of this worker's shard, as TRL tokenised it, is longer than
+    model.max_length tokens: TRL would cut it short, and drop a DPO pair whose prompt alone fills it, without a word.
+    The UserError reaches the driver as the job's one-sentence error (`run_trainer`)."""
+    import pyarrow.compute as pc
+
+    from nba_dpo.models.prompts import model_context
+
+    table = trainer.train_dataset.data
+    if "input_ids" in table.column_names:  # SFT: prompt and completion in one sequence
+        lengths = pc.list_value_length(table.column("input_ids"))
+    else:  # DPO: the prompt with the longer of its two answers
+        lengths = pc.add(pc.list_value_length(table.column("prompt_ids")),
+                         pc.max_element_wise(pc.list_value_length(table.column("chosen_ids")),
+                                             pc.list_value_length(table.column("rejected_ids"))))
+    dropped = shard_rows - len(lengths)
+    over = dropped + pc.sum(pc.greater(lengths, max_length)).as_py()
+    if over:
+        context = model_context(model_path)
+        raise UserError(
+            f"{over} of the {shard_rows} training examples of worker {trainer.args.process_index} are longer than "
+            f"model.max_length={max_length} tokens (the longest kept one has {pc.max(lengths).as_py()}): raise "
+            f"model.max_length{f' (the model takes up to {context})' if context else ''}, or shorten the data")
 
 
 class ShardDataloaders:
@@ -259,7 +287,7 @@ def run_trainer(loop: Callable[[dict], None], loop_config: dict, datasets: dict,
                 max_failures: int = 0):
     """Run `loop` on cluster.num_workers Ray Train workers, each with its shard of `datasets` (Ray Datasets by
     name); checkpoints go to <paths.artifacts>/ray_results, and a rerun with the same run name resumes from there."""
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig, WorkerGroupError
     from ray.train.torch import TorchConfig, TorchTrainer
 
     cluster = cfg.cluster
@@ -275,7 +303,8 @@ def run_trainer(loop: Callable[[dict], None], loop_config: dict, datasets: dict,
         ds.context.enable_progress_bars = False
     trainer = TorchTrainer(
         loop, train_loop_config={"cfg": OmegaConf.to_container(cfg, resolve=True), "run_name": run_name,
-                                 "tensorboard": f"{results}/{run_name}/tensorboard", **loop_config},
+                                 "tensorboard": f"{results}/{run_name}/tensorboard", "datasets": sorted(datasets),
+                                 **loop_config},
         datasets=datasets, dataset_config=DataConfig(execution_options=ingest),
         scaling_config=ScalingConfig(num_workers=cluster.num_workers, use_gpu=cluster.use_gpu,
                                      resources_per_worker=resources),
@@ -284,7 +313,13 @@ def run_trainer(loop: Callable[[dict], None], loop_config: dict, datasets: dict,
                              checkpoint_config=CheckpointConfig(num_to_keep=2),
                              failure_config=FailureConfig(max_failures=max_failures)),
     )
-    return trainer.fit()
+    try:
+        return trainer.fit()
+    except WorkerGroupError as e:  # a worker that found a mistake in the data or config stops the job with it
+        mistakes = [f for f in e.worker_failures.values() if isinstance(f, UserError)]
+        if mistakes:
+            raise mistakes[0] from None
+        raise
 
 
 def export_final_model(result, cfg: DictConfig, base_path: str) -> dict:

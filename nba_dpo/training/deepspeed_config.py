@@ -10,7 +10,12 @@ def deepspeed_config(ds: DictConfig, use_gpu: bool) -> dict | None:
         return None
     zero: dict = {"stage": ds.stage, "overlap_comm": False, "contiguous_gradients": True}
     if ds.stage == 3:
-        zero["stage3_gather_16bit_weights_on_model_save"] = True
+        # buckets sized from the model by transformers ("auto": hidden_size^2 and its multiples), not DeepSpeed's
+        # fixed 5e8-element defaults
+        zero.update(stage3_gather_16bit_weights_on_model_save=True, reduce_bucket_size="auto",
+                    stage3_prefetch_bucket_size="auto", stage3_param_persistence_threshold="auto",
+                    stage3_max_live_parameters=ds.max_live_parameters,
+                    stage3_max_reuse_distance=ds.max_live_parameters)
     config = {
         "train_batch_size": "auto", "train_micro_batch_size_per_gpu": "auto",
         "gradient_accumulation_steps": "auto", "gradient_clipping": "auto",

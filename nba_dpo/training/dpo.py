@@ -15,9 +15,9 @@ from trl import DPOTrainer
 
 from nba_dpo import storage
 from nba_dpo.errors import UserError
-from nba_dpo.training.common import (ShardDataloaders, export_final_model, fit_and_report, hf_args, init_worker,
-                                     load_model_for_training, lora_config, ray_run_name, run_trainer, scratch_dir,
-                                     shard_dataset)
+from nba_dpo.training.common import (ShardDataloaders, check_example_lengths, export_final_model, fit_and_report,
+                                     hf_args, init_worker, load_model_for_training, lora_config, ray_run_name,
+                                     run_trainer, scratch_dir, shard_dataset)
 
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 PAIR_COLUMNS = ["prompt", "chosen", "rejected"]
@@ -78,8 +78,7 @@ def _dpo_loop(config: dict) -> None:
     train = cfg.train
     model_path = storage.local_copy(config["model_path"])
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = load_model_for_training(cfg, model_path)
-    train_shard, held_out = shard_dataset("train", config["run_name"]), shard_dataset("eval", config["run_name"])
+    train_shard, held_out = shard_dataset(config, "train"), shard_dataset(config, "eval")
     stored = config["reference"] != "model"  # precomputed ones are in the rows by now
     scratch = scratch_dir(config["run_name"])
     args = DPOConfig(**hf_args(cfg, str(scratch / "hf")), beta=train.beta, loss_type=list(train.loss_type),
@@ -88,9 +87,11 @@ def _dpo_loop(config: dict) -> None:
                      max_length=cfg.model.max_length, precompute_ref_log_probs=stored,
                      dataset_num_proc=None, eval_strategy="epoch" if held_out is not None else "no",
                      per_device_eval_batch_size=train.per_device_batch_size)
+    model = load_model_for_training(cfg, model_path, args)
     trainer = StoredReferenceDPOTrainer(model=model, ref_model=None, args=args, train_dataset=train_shard,
                                         eval_dataset=held_out, processing_class=tokenizer,
                                         peft_config=lora_config(cfg))
+    check_example_lengths(trainer, len(train_shard), cfg.model.max_length, model_path)
     fit_and_report(trainer, cfg, tokenizer, config["tensorboard"])
 
 

@@ -13,9 +13,9 @@ from nba_dpo import storage
 from nba_dpo.data.dataset import completion_text
 from nba_dpo.errors import UserError
 from nba_dpo.models.prompts import build_prompt
-from nba_dpo.training.common import (ShardDataloaders, export_final_model, fit_and_report, hf_args, init_worker,
-                                     load_model_for_training, lora_config, ray_run_name, run_trainer, scratch_dir,
-                                     shard_dataset)
+from nba_dpo.training.common import (ShardDataloaders, check_example_lengths, export_final_model, fit_and_report,
+                                     hf_args, init_worker, load_model_for_training, lora_config, ray_run_name,
+                                     run_trainer, scratch_dir, shard_dataset)
 
 COLUMNS = ["question", "schema", "reasoning", "sql"]  # what an instruction row contributes to an example
 
@@ -101,19 +101,20 @@ def _sft_loop(config: dict) -> None:
     cfg = init_worker(config)
     model_path = storage.local_copy(config["model_path"])
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = load_model_for_training(cfg, model_path)
     render = lambda rows: rows and rows.map(  # noqa: E731
         prompt_completion, fn_kwargs={"tokenizer": tokenizer, "include_schema": cfg.model.include_schema},
         remove_columns=rows.column_names, desc="rendering prompts")
-    examples, val = render(shard_dataset("train", config["run_name"])), render(shard_dataset("val", config["run_name"]))
+    examples, val = render(shard_dataset(config, "train")), render(shard_dataset(config, "val"))
     scratch = scratch_dir(config["run_name"])
     args = SFTConfig(**hf_args(cfg, str(scratch / "hf")), max_length=cfg.model.max_length,
                      completion_only_loss=True, packing=False, dataset_num_proc=None,
                      eval_strategy="epoch" if val is not None else "no",
                      per_device_eval_batch_size=cfg.train.per_device_batch_size)
+    model = load_model_for_training(cfg, model_path, args)
     trainer = (ShardSFTTrainer if cfg.cluster.use_gpu else CPUSFTTrainer)(
         model=model, args=args, train_dataset=examples, eval_dataset=val, processing_class=tokenizer,
         peft_config=lora_config(cfg))
+    check_example_lengths(trainer, len(examples), cfg.model.max_length, model_path)
     if cfg.train.pack_batches:
         pack_rows(trainer, cfg.model.max_length)
     fit_and_report(trainer, cfg, tokenizer, config["tensorboard"])
