@@ -198,6 +198,7 @@ class RewardModel:
     concurrency: int = MISSING
     num_gpus: float = MISSING
     batch_size: int = MISSING
+    include_schema: bool = MISSING
 
 
 @dataclass

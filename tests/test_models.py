@@ -21,9 +21,8 @@ from nba_dpo.errors import UserError
 from nba_dpo.models.prompts import build_prompt
 from nba_dpo.models.tiny import build_tiny_model
 from tests.conftest import ROOT, compose_cfg
+from tests.stand_ins import CORPUS, HUB_CHAT_TEMPLATES, stand_in_hub_model
 
-CORPUS = [f"How many points did Player {i} score in 2023-24?\nReasoning: Sum points.\nSQL: SELECT SUM(points) "
-          f"FROM player_box_scores WHERE player_id = {i};" for i in range(200)]
 BUILD = dict(vocab_size=400, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
              max_position_embeddings=128)
 
@@ -207,6 +206,7 @@ def test_bad_batching_is_one_clear_error(config, override, message):
     with pytest.raises(UserError, match=message):
         validate(compose_cfg(config, [override]))
 
+
 @pytest.mark.parametrize("overrides,message", [
     (["deepspeed=zero2", "deepspeed.max_live_parameters=1000"], "a ZeRO-3 setting: set it to null"),
     (["deepspeed=zero3", "deepspeed.max_live_parameters=0"], "max_live_parameters=0 is not allowed")])
@@ -225,7 +225,6 @@ def test_zero3_config_sizes_from_the_model():
     assert zero["stage3_max_live_parameters"] == zero["stage3_max_reuse_distance"] == 10_000_000
     assert all(zero[k] == "auto" for k in ("reduce_bucket_size", "stage3_prefetch_bucket_size",
                                            "stage3_param_persistence_threshold"))
-
 
 
 def test_cpu_dpo_scoring_completion_tokens_only_keeps_the_loss(tmp_path, monkeypatch):
@@ -265,19 +264,6 @@ def test_cpu_dpo_scoring_completion_tokens_only_keeps_the_loss(tmp_path, monkeyp
     assert torch.allclose(results[0][1], results[1][1], atol=1e-6)
 
 
-# The chat formats of the hub families, as their tokenizers render them (Llama 3.1 adds its knowledge-date lines to
-# the system turn). Both tokenizers are byte-level BPE: a token covers at least one byte, so a prompt's UTF-8 length
-# bounds its token count from above without the hub tokenizer, which tests never download.
-HUB_CHAT_TEMPLATES = {
-    "qwen": "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-            "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
-    "llama": "<|begin_of_text|>{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
-             "{% if m['role'] == 'system' %}Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
-             "{% endif %}{{ m['content'] }}<|eot_id|>{% endfor %}"
-             "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}",
-}
-
-
 @pytest.mark.parametrize("experiment,family", [("qwen_coder_7b_lora_8gpu", "qwen"), ("llama3_8b_full_zero3", "llama")])
 def test_hub_experiments_fit_every_pool_prompt(experiment, family, built_data):
     """Every prompt of the preference pool, built by the project's prompt builder with the schema in the system turn,
@@ -304,26 +290,6 @@ def test_hub_experiments_fit_every_pool_prompt(experiment, family, built_data):
     longest_example = max(len((build_prompt(tok, r["question"], r["schema"], True)
                                + completion_text(r["reasoning"], r["sql"])).encode()) for r in train)
     assert longest_example <= model.max_length
-
-
-def stand_in_hub_model(family: str, folder: Path) -> Path:
-    """A local folder standing in for a hub model: the family's architecture and config fields at small dims, random
-    weights, and a byte-level BPE tokenizer with the family's chat format, built here (nothing is downloaded)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
-
-    raw = Tokenizer(models.BPE())
-    raw.pre_tokenizer, raw.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
-    raw.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
-    tok.chat_template = HUB_CHAT_TEMPLATES[family]
-    dims = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                num_key_value_heads=2, max_position_embeddings=32768 if family == "qwen" else 131072)
-    arch = (Qwen2ForCausalLM, Qwen2Config) if family == "qwen" else (LlamaForCausalLM, LlamaConfig)
-    arch[0](arch[1](**dims, tie_word_embeddings=family == "qwen")).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
 
 
 @pytest.mark.parametrize("experiment,family", [("qwen_coder_7b_lora_8gpu", "qwen"), ("llama3_8b_full_zero3", "llama")])

@@ -32,5 +32,5 @@ def verified(ds, db_path: str, timeout_s: float, cluster: DictConfig, reward_mod
     if reward_model:
         from nba_dpo.scoring.reward import with_rewards  # torch: only with a reward model
 
-        ds = with_rewards(ds, reward_model, cluster)
+        ds = with_rewards(ds, reward_model, cluster, db_path)
     return ds
