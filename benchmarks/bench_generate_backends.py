@@ -80,8 +80,9 @@ def run_engine_alone(artifacts: str, name: str, *overrides: str) -> dict:
         {k: [r[k] for r in pool] for k in ("id", "question", "schema")})
     items = [{"id": i, "prompt": p} for i, p in zip(built["id"], built["prompt"])]
     rows = sample_rows(items, cfg.generate)
-    engine_kwargs, env = engine_settings(cfg.generate, cfg.cluster)
-    params = sampling_params(cfg.generate)
+    g = cfg.generate
+    engine_kwargs, env = engine_settings(g, cfg.cluster, g.concurrency, g.seed)
+    params = sampling_params(g.max_new_tokens, g.temperature, g.top_p, g.top_k)
     task = _generate_in_process.options(runtime_env={"env_vars": env})
     result = ray.get(task.remote(cfg.generate.model_path, engine_kwargs, [r["prompt"] for r in rows],
                                  [{**params, "seed": r["seed"]} for r in rows]))

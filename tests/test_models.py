@@ -87,6 +87,7 @@ def test_schemas_carry_no_defaults():
 @pytest.mark.parametrize("stage,overrides", [("sft", []), ("sft", ["train=sft_lora"]), ("train_dpo", ["train=dpo_lora"]),
                                              ("generate", ["generate=vllm", "score=armorm", "pairs=margin"]),
                                              ("generate", ["score=composite", "pairs=all_pairs"]), ("evaluate", []),
+                                             ("evaluate", ["eval=vllm"]),
                                              ("config", ["data=byo", "data.db_path=x", "data.questions=y"])])
 def test_every_preset_names_every_setting(stage, overrides, tmp_path):
     """With no defaults in the schemas, a preset that leaves a setting out fails here, naming it."""
@@ -302,6 +303,7 @@ def test_hub_experiments_carry_hub_recipes(experiment, family, tmp_path):
     stage = lambda name, config: validate(compose_cfg(config, [  # noqa: E731
         f"paths.artifacts={tmp_path}", *pipeline.common, f"model.path={model}", *pipeline[name]]))
     sft, dpo, gen = stage("sft", "sft"), stage("train_dpo", "train_dpo"), stage("generate", "generate")
+    evaluation = stage("evaluate", "evaluate").eval
     for cfg in (sft, dpo):
         assert cfg.train.bf16 and cfg.train.gradient_checkpointing and cfg.model.dtype == "bfloat16"
         assert 1 <= cfg.train.epochs <= 2
@@ -311,5 +313,6 @@ def test_hub_experiments_carry_hub_recipes(experiment, family, tmp_path):
         assert 16 <= dpo.model.lora.r <= 64
     context = AutoModelForCausalLM.from_pretrained(model).config.max_position_embeddings
     assert sft.model.max_length <= context and gen.generate.max_model_len <= context
+    assert evaluation.backend == "vllm" and evaluation.max_model_len == gen.generate.max_model_len
     assert AutoTokenizer.from_pretrained(model).apply_chat_template([{"role": "user", "content": "q"}], tokenize=False,
                                                                     add_generation_prompt=True)

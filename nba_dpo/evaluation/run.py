@@ -17,6 +17,7 @@ from nba_dpo.evaluation.metrics import compute_metrics, preference_metrics
 from nba_dpo.evaluation.reasoning import check_reasoning
 from nba_dpo.evaluation.report import write_report
 from nba_dpo.scoring.execution import ExecutionVerifier
+from nba_dpo.seeds import stable_seed
 from nba_dpo.sql.compare import exact_match
 from nba_dpo.sql.extract import extract_reasoning, extract_sql
 
@@ -70,10 +71,37 @@ def score_predictions(rows: list[dict], predictions: dict[str, tuple[str, str | 
     return out
 
 
+def vllm_answers(cfg: DictConfig, items: list[dict], samples: int):
+    """The greedy answer of each question and its `samples` sampled ones (eval.temperature, a seed per sample), all
+    from the same vLLM engines (eval=vllm, eval.num_shards replicas) in model.dtype, as the hf actors run it, as a
+    Ray Dataset with the columns the hf actors give: completion, n_tokens, error and, with samples, `samples`."""
+    import ray
+
+    from nba_dpo.generation.vllm_backend import build_vllm_processor
+
+    evaluation = cfg.eval
+    requests = [{**item, "sample_idx": k, "temperature": 0.0 if k < 0 else evaluation.temperature,
+                 "seed": stable_seed(cfg.seed, item["id"], k)} for item in items for k in range(-1, samples)]
+    answer = build_vllm_processor(evaluation, cfg.cluster, model_path=evaluation.model_path,
+                                  batch_size=evaluation.batch_size, concurrency=evaluation.num_shards, seed=cfg.seed,
+                                  max_new_tokens=evaluation.max_new_tokens, temperature=evaluation.temperature,
+                                  top_p=evaluation.top_p, top_k=evaluation.top_k, dtype=cfg.model.dtype,
+                                  passthrough=("id", "sample_idx", "prompt", "sql", "question"))
+    by_question: dict[str, dict] = {}
+    for r in sorted(answer(ray.data.from_items(requests)).take_all(), key=lambda r: r["sample_idx"]):
+        if r["sample_idx"] < 0:
+            by_question[r["id"]] = {k: r[k] for k in ("id", "prompt", "sql", "question", "completion", "n_tokens",
+                                                      "error")} | ({"samples": []} if samples else {})
+        else:
+            by_question[r["id"]]["samples"].append(r["completion"])
+    return ray.data.from_items(list(by_question.values()), override_num_blocks=max(evaluation.num_shards * 4, 1))
+
+
 def generate_and_score(cfg: DictConfig, rows: list[dict]) -> list[dict]:
-    """Ray Data: prompts -> HFGenerator actors (eval.num_shards) -> ExecutionVerifier actors [-> RewardScorer] ->
-    rows. A question whose prompt leaves no room for eval.max_new_tokens in the model's context is not generated: it
-    is scored as a failure with that reason."""
+    """Ray Data: prompts -> generator actors (eval.num_shards: hf actors, or vLLM engines with eval=vllm) ->
+    ExecutionVerifier actors [-> RewardScorer] -> rows. A question whose prompt leaves no room for
+    eval.max_new_tokens in the model's context (or eval.max_model_len) is not generated: it is scored as a failure
+    with that reason."""
     import ray
     from transformers import AutoTokenizer
 
@@ -88,24 +116,29 @@ def generate_and_score(cfg: DictConfig, rows: list[dict]) -> list[dict]:
     model_dir = storage.local_copy(evaluation.model_path)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     count = lambda text: len(tokenizer(text, add_special_tokens=False).input_ids) if text else 0  # noqa: E731
-    context = model_context(model_dir)
+    context, limit = model_context(model_dir), "the model's context"
+    if evaluation.backend == "vllm" and (context is None or evaluation.max_model_len < context):
+        context, limit = evaluation.max_model_len, "eval.max_model_len"
     items, too_long = [], {}
     for r in rows:
         prompt = build_prompt(tokenizer, r["question"], r["schema"], cfg.model.include_schema)
         n = count(prompt)
         if context and n + evaluation.max_new_tokens > context:
             too_long[r["id"]] = (f"prompt_too_long: {n} prompt tokens + eval.max_new_tokens="
-                                 f"{evaluation.max_new_tokens} exceed the model's context of {context}")
+                                 f"{evaluation.max_new_tokens} exceed {limit} of {context}")
         else:
             items.append({"id": r["id"], "prompt": prompt, "sql": r["sql"], "question": r["question"]})
     scored = {}
     if items:
-        ds = ray.data.from_items(items, override_num_blocks=max(evaluation.num_shards * 4, 1))
-        ds = hf_completions(ds, HFGenerator, cfg.cluster, batch_size=evaluation.batch_size,
-                            concurrency=evaluation.num_shards, model_path=evaluation.model_path,
-                            max_new_tokens=evaluation.max_new_tokens, greedy=True, num_samples=samples,
-                            temperature=evaluation.temperature, top_p=evaluation.top_p, top_k=evaluation.top_k,
-                            seed=cfg.seed, dtype=cfg.model.dtype)
+        if evaluation.backend == "vllm":
+            ds = vllm_answers(cfg, items, samples)
+        else:
+            ds = ray.data.from_items(items, override_num_blocks=max(evaluation.num_shards * 4, 1))
+            ds = hf_completions(ds, HFGenerator, cfg.cluster, batch_size=evaluation.batch_size,
+                                concurrency=evaluation.num_shards, model_path=evaluation.model_path,
+                                max_new_tokens=evaluation.max_new_tokens, greedy=True, num_samples=samples,
+                                temperature=evaluation.temperature, top_p=evaluation.top_p, top_k=evaluation.top_k,
+                                seed=cfg.seed, dtype=cfg.model.dtype)
         ds = verified(ds, cfg.data.db_path, evaluation.sql_timeout_s, cfg.cluster, evaluation.reward_model,
                       batch_size=evaluation.batch_size, verifiers=evaluation.num_shards)
         scored = {r["id"]: r for r in ds.take_all()}

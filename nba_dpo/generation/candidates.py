@@ -24,6 +24,8 @@ from nba_dpo.scoring.composite import composite_score
 from nba_dpo.seeds import stable_seed
 
 PROMPT_COLUMNS = ["id", "question", "schema", "sql", "reasoning", "difficulty", "template_id"]
+# what a prompt row carries through a vLLM engine, besides its completion
+VLLM_PASSTHROUGH = ("id", "candidate_idx", "prompt", "sql", "reasoning", "question", "difficulty", "template_id")
 
 
 def prompt_ids(cfg: DictConfig) -> list[str]:
@@ -101,9 +103,12 @@ def candidate_dataset(cfg: DictConfig, todo: set[str]):
     ds = ds.materialize()
     check_token_budget(cfg, ds.max("prompt_tokens"))
     if gen.backend == "vllm":
-        from nba_dpo.generation.vllm_backend import build_vllm_candidates
+        from nba_dpo.generation.vllm_backend import build_vllm_processor
 
-        ds = build_vllm_candidates(gen, cluster)(ds)
+        ds = build_vllm_processor(gen, cluster, model_path=gen.model_path, batch_size=gen.batch_size,
+                                  concurrency=gen.concurrency, seed=gen.seed, max_new_tokens=gen.max_new_tokens,
+                                  temperature=gen.temperature, top_p=gen.top_p, top_k=gen.top_k,
+                                  passthrough=VLLM_PASSTHROUGH)(ds)
     else:
         from hydra.utils import get_class
 
