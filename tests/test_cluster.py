@@ -121,3 +121,87 @@ def test_cluster_files_name_shared_storage(path):
     assert "paths.artifacts=s3://" in text
     for cmd in stage_commands(text):
         assert any(a.startswith("paths.artifacts=s3://") for a in cmd), cmd
+
+
+LAUNCHERS = ["cluster/aws-gpu.yaml", "cluster/kuberay/raycluster.yaml", "cluster/kuberay/rayjob.yaml"]
+
+
+def declared_nodes(doc: dict) -> list[dict]:
+    """One {"CPU": n, "GPU": m} per node that a cluster file can bring up at most."""
+    if "available_node_types" in doc:  # Ray's cluster launcher
+        return [{"GPU": 0, **t["resources"]} for name, t in doc["available_node_types"].items()
+                for _ in range(1 if name == doc["head_node_type"] else t["max_workers"])]
+    spec = doc["spec"].get("rayClusterSpec", doc["spec"])  # KubeRay: a RayJob carries its RayCluster's spec
+
+    def pod(group: dict) -> dict:
+        limits = group["template"]["spec"]["containers"][0]["resources"]["limits"]
+        return {"CPU": float(limits["cpu"]), "GPU": float(limits.get("nvidia.com/gpu", 0))}
+
+    return [pod(spec["headGroupSpec"])] + [pod(g) for g in spec["workerGroupSpecs"] for _ in range(g["maxReplicas"])]
+
+
+def stage_demands(stage: str, cfg) -> list[list[dict]]:
+    """What a stage asks of Ray, phase by phase: the bundles of Train workers and Ray Data actors that run at once
+    (actors that reserve nothing, the verifiers and prompt builders, left out)."""
+    cluster = cfg.cluster
+    gpu = 1 if cluster.use_gpu else 0
+
+    def scorers(rm) -> list[dict]:
+        return [{"CPU": 0 if rm.num_gpus else 1, "GPU": rm.num_gpus}] * rm.concurrency if rm else []
+
+    if stage in ("sft", "train_dpo"):
+        workers = [{"CPU": cluster.cpus_per_worker, "GPU": cluster.gpus_per_worker * gpu}] * cluster.num_workers
+        return [workers] if stage == "sft" or cfg.train.reference != "precompute" else [workers, workers]
+    if stage == "generate":
+        g = cfg.generate
+        engines = g.concurrency * (g.tensor_parallel_size if g.backend == "vllm" else 1)
+        return [[{"CPU": 1, "GPU": gpu}] * engines + scorers(cfg.score.reward_model),
+                [{"CPU": 1, "GPU": gpu}] * g.concurrency]  # then the reference log-probs of the pairs
+    if stage == "evaluate":
+        engines = cfg.eval.num_shards * (cfg.eval.tensor_parallel_size if cfg.eval.backend == "vllm" else 1)
+        return [[{"CPU": 1, "GPU": gpu}] * engines + scorers(cfg.eval.reward_model)]
+    return []
+
+
+def fits(bundles: list[dict], nodes: list[dict]) -> bool:
+    """Whether every bundle finds a node with room for it, placed largest first (Ray's PACK placement)."""
+    free = [dict(n) for n in nodes]
+    for bundle in sorted(bundles, key=lambda b: (-b["GPU"], -b["CPU"])):
+        node = next((n for n in free if all(n[k] >= v for k, v in bundle.items())), None)
+        if node is None:
+            return False
+        for k, v in bundle.items():
+            node[k] -= v
+    return True
+
+
+@pytest.mark.parametrize("path", LAUNCHERS)
+def test_cluster_files_fit_the_experiments(path):
+    """Each hub experiment's stages on each cluster file: every phase's Train workers and actors fit the nodes the
+    file declares at most, so no stage waits forever for resources that never come."""
+    nodes = declared_nodes(yaml.safe_load((ROOT / path).read_text()))
+    for exp in ("qwen_coder_7b_lora_8gpu", "llama3_8b_full_zero3"):
+        pipeline = compose("pipeline", [f"experiment={exp}"]).pipeline
+        for stage in ("sft", "generate", "train_dpo", "evaluate"):
+            cfg = compose(stage, list(pipeline.common) + list(pipeline[stage]))
+            for bundles in stage_demands(stage, cfg):
+                assert fits(bundles, nodes), (exp, stage, bundles, nodes)
+
+
+def test_cluster_files_run_the_projects_image():
+    """The image every cluster file names is built by cluster/Dockerfile, at the project's version, on the Python
+    the project requires; the AWS launcher runs Ray and the jobs inside it."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    dockerfile = (ROOT / "cluster" / "Dockerfile").read_text()
+    python = re.search(r">=(\d+\.\d+),<", project["requires-python"]).group(1)
+    assert f"python{python} -m venv /opt/venv" in dockerfile and 'pip install -e ".[gpu]"' in dockerfile
+    torch_pin = next(d for d in project["dependencies"] if d.startswith("torch=="))
+    assert f"pip install {torch_pin}" in dockerfile
+    image = f"ghcr.io/nba-dpo/nba-dpo:{project['version']}"
+    for path in LAUNCHERS:
+        named = set(re.findall(r"image:\s*(\S+)", (ROOT / path).read_text()))
+        assert named == {image}, (path, named)
+    launcher = yaml.safe_load((ROOT / "cluster" / "aws-gpu.yaml").read_text())
+    assert launcher["docker"]["image"] == image and f"Python {python}" in " ".join(launcher["setup_commands"])
