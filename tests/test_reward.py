@@ -50,3 +50,22 @@ def test_long_inputs_lose_the_start_of_the_prompt_not_the_answer(tmp_path):
     ids = scorer.tokenizer.apply_chat_template(scorer.conversation(QUESTIONS[2], COMPLETIONS[2]), truncation=True,
                                                max_length=200, return_dict=True)["input_ids"]
     assert len(ids) == 200 and scorer.tokenizer.decode(ids).endswith(COMPLETIONS[2] + "<|eot_id|>")
+
+
+def test_a_model_without_a_pad_token_is_scored_one_row_at_a_time(tmp_path):
+    """A reward model and tokenizer with no pad token cannot be batched: each row goes alone, unpadded."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    from tests.stand_ins import stand_in_hub_model
+
+    tok = AutoTokenizer.from_pretrained(stand_in_hub_model("llama", tmp_path / "base"))
+    tok.pad_token = None
+    folder = tmp_path / "rm"
+    LlamaForSequenceClassification(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                                               num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                               num_labels=1, pad_token_id=None)).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    scorer = RewardScorer(str(folder), max_length=2048)
+    assert not scorer.batched
+    rewards = scorer.scores(QUESTIONS, COMPLETIONS)
+    assert rewards.shape == (3,) and np.isfinite(rewards).all() and len(set(np.round(rewards, 6))) == 3

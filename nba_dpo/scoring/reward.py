@@ -25,11 +25,11 @@ class RewardScorer:
         # Sequence-classification heads (ArmoRM's too) read the last token before the first pad: pad on the right,
         # with the model's own pad token. A sequence over max_length loses the start of its prompt, never the answer
         self.tokenizer.padding_side, self.tokenizer.truncation_side = "right", "left"
-        pad = self.model.config.pad_token_id
-        if pad is None:
-            pad = self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        self.tokenizer.pad_token_id = pad
-        self.rows_per_forward = None if pad is not None else 1  # without a pad token, one row at a time
+        if self.model.config.pad_token_id is None:
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.batched = self.model.config.pad_token_id is not None  # without a pad token, one row per forward
+        if self.batched:
+            self.tokenizer.pad_token_id = self.model.config.pad_token_id
 
     def conversation(self, question: str, completion: str) -> list[dict]:
         user = f"Database schema:\n{self.schema}\n\nQuestion: {question}" if self.schema else question
@@ -37,12 +37,13 @@ class RewardScorer:
 
     def scores(self, questions: list[str], completions: list[str]) -> np.ndarray:
         """The reward of each completion, one forward for all of them (or one each, without a pad token)."""
-        step = self.rows_per_forward or len(questions)
+        step = len(questions) if self.batched else 1
         out = []
         for i in range(0, len(questions), step):
             batch = self.tokenizer.apply_chat_template(
                 [self.conversation(q, c) for q, c in zip(questions[i:i + step], completions[i:i + step])],
-                return_tensors="pt", return_dict=True, padding=True, truncation=True, max_length=self.max_length)
+                return_tensors="pt", return_dict=True, padding=self.batched, truncation=True,
+                max_length=self.max_length)
             with torch.inference_mode():
                 result = self.model(input_ids=batch["input_ids"].to(self.device),
                                     attention_mask=batch["attention_mask"].to(self.device))
