@@ -116,7 +116,7 @@ def test_pairs_longer_than_max_length_stop_before_training(tiny_artifacts, pairs
 
     cfg = dpo_cfg(tiny_artifacts, pairs, "too_long", "model.max_length=48")
     with pytest.raises(UserError, match=r"of the \d+ training examples of worker \d are longer than "
-                                        r"model.max_length=48 tokens \(the longest kept one has \d+\): raise "
+                                        r"model.max_length=48 tokens \(the longest has \d+\): raise "
                                         r"model.max_length \(the model takes up to \d+\)"):
         train_dpo(cfg)
     assert not Path(cfg.train.output_dir).exists()

@@ -98,9 +98,9 @@ def init_worker(config: dict) -> DictConfig:
 
 def shard_dataset(config: dict, name: str):
     """This worker's share of the Ray Dataset `name` as a map-style `datasets.Dataset` for TRL to prepare as usual;
-    None when the trainer was given no such dataset (`run_trainer` lists their names in the loop's config). Ray Train splits a dataset equally over the workers (the same
-    way on every run: `run_trainer` keeps Ray Data's order), so each worker reads only its share, and the driver
-    none. The share is spooled to a node-local Arrow file and memory-mapped: the worker's memory holds the pages in
+    None when the trainer was given no such dataset (`run_trainer` lists their names in the loop's config). Ray Train
+    splits a dataset equally over the workers (the same way on every run: `run_trainer` keeps Ray Data's order), so
+    each worker reads only its share, and the driver none. The share is spooled to a node-local Arrow file and memory-mapped: the worker's memory holds the pages in
     use, not the share."""
     import datasets
     import pyarrow as pa
@@ -139,13 +139,15 @@ def check_example_lengths(trainer, shard_rows: int, max_length: int, model_path:
         lengths = pc.add(pc.list_value_length(table.column("prompt_ids")),
                          pc.max_element_wise(pc.list_value_length(table.column("chosen_ids")),
                                              pc.list_value_length(table.column("rejected_ids"))))
+    # TRL's filter of the pairs whose prompt fills max_length may leave them in `.data` behind an indices mapping
+    # (then they are measured here) or drop them from it (then they are counted as dropped): each counts once
     dropped = shard_rows - len(lengths)
     over = dropped + pc.sum(pc.greater(lengths, max_length)).as_py()
     if over:
         context = model_context(model_path)
         raise UserError(
             f"{over} of the {shard_rows} training examples of worker {trainer.args.process_index} are longer than "
-            f"model.max_length={max_length} tokens (the longest kept one has {pc.max(lengths).as_py()}): raise "
+            f"model.max_length={max_length} tokens (the longest has {pc.max(lengths).as_py()}): raise "
             f"model.max_length{f' (the model takes up to {context})' if context else ''}, or shorten the data")
 
 
