@@ -21,8 +21,11 @@ def main(cfg: DictConfig) -> float:
     s = generate_preferences(cfg)
     speed = (f"{s['tokens_per_s']:.0f} tokens/s" if s["tokens_per_s"]
              else f"{s['resumed_candidates']} candidates resumed")
+    pass_rate = "unknown (no gold SQL)" if s["pass_rate"] is None else f"{s['pass_rate']:.3f}"
+    chosen_right = s["pairs"]["chosen_correct"]
+    right = "" if chosen_right is None else f", {chosen_right:.1%} of them with a right chosen answer"
     print(f"[generate] {s['prompts']} prompts, {s['candidates']} candidates ({s['errors']} errors), pass rate "
-          f"{s['pass_rate']:.3f}; {s['pairs']['n']} pairs ({s['pairs']['per_prompt']:.2f} per prompt), no pair: "
+          f"{pass_rate}; {s['pairs']['n']} pairs ({s['pairs']['per_prompt']:.2f} per prompt{right}), no pair: "
           f"{s['no_pair_reasons']}; {speed}; {s['seconds']}s; outputs in "
           f"{cfg.generate.output_dir}")
     return objective(cfg, {**s, "pairs_per_prompt": s["pairs"]["per_prompt"]})

@@ -62,6 +62,7 @@ class OnTie(StrEnum):
 class Chosen(StrEnum):
     gold = "gold"
     best = "best"
+    consensus = "consensus"
 
 
 class RewardKind(StrEnum):
@@ -84,6 +85,7 @@ class SyntheticData:
     heldout_fraction: float = MISSING
     params_per_intent: int = MISSING
     sizes: dict[str, int] = MISSING
+    pref_gold: bool = MISSING
 
 
 @dataclass
@@ -92,6 +94,7 @@ class ByoData:
     db_path: str = MISSING
     questions: str = MISSING
     split_fractions: dict[str, float] = MISSING
+    pref_gold: bool = MISSING
 
 
 DATA_SCHEMAS = {"nba_synthetic": SyntheticData, "byo": ByoData}
@@ -302,6 +305,7 @@ class Pairs:
     hard_negative_score: float = MISSING
     gold_score: float = MISSING
     test_fraction: float = MISSING
+    min_votes: int = MISSING
 
 
 @dataclass
@@ -409,6 +413,7 @@ RANGES = [
     ("deepspeed", "max_live_parameters", lambda v: v >= 1, _COUNT),
     ("pairs", "test_fraction", lambda v: 0 <= v < 1, "at least 0 and below 1"),
     ("pairs", "max_pairs_per_prompt", lambda v: v >= 1, _COUNT),
+    ("pairs", "min_votes", lambda v: v >= 2, "at least 2: one sample is no consensus"),
     ("data", "heldout_fraction", lambda v: 0 < v < 0.5, "between 0 and 0.5"),
 ]
 
@@ -457,6 +462,10 @@ def _check_combinations(cfg: DictConfig) -> None:
                 raise UserError("data.split_fractions needs train, val and test fractions summing to 1")
     if "train" in cfg and cfg.train.kind == "dpo":
         _check_dpo(cfg.train)
+    if "pairs" in cfg and "generate" in cfg and cfg.pairs.chosen == "consensus" \
+            and cfg.pairs.min_votes > cfg.generate.num_samples:
+        raise UserError(f"pairs.min_votes={cfg.pairs.min_votes} is more than generate.num_samples="
+                        f"{cfg.generate.num_samples}: no prompt could reach a consensus")
     if "deepspeed" in cfg and cfg.deepspeed.stage != 3 and cfg.deepspeed.max_live_parameters is not None:
         raise UserError(f"deepspeed.max_live_parameters is a ZeRO-3 setting: set it to null with deepspeed stage "
                         f"{cfg.deepspeed.stage}, or choose deepspeed=zero3")

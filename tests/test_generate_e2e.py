@@ -155,3 +155,36 @@ def test_prompts_that_leave_no_room_stop_before_any_generator(tiny_artifacts, ov
     with pytest.raises(UserError, match=sentence):
         generate_preferences(cfg)
     assert not list(Path(cfg.generate.output_dir).glob("candidates/*.parquet"))
+
+
+def test_label_free_pool_pairs_by_consensus_without_reading_gold(tiny_artifacts, tiny_prefs, tmp_path):
+    """A pool without its gold columns: the stage samples the same candidates (their `correct` unknown), and
+    consensus pairs them exactly as it pairs the same candidates of the labelled pool, so no gold SQL is read."""
+    from omegaconf import OmegaConf
+
+    from nba_dpo.prefs.pairing import make_pairs, prompt_of
+    from nba_dpo.scoring.execution import ExecutionVerifier
+
+    labelled_cfg = tiny_prefs[0]
+    pool = pq.read_table(labelled_cfg.generate.prompts)
+    unlabelled_pool = tmp_path / "questions_only.parquet"
+    pq.write_table(pool.drop_columns(["sql", "reasoning"]), unlabelled_pool)
+    overrides = [f"generate.prompts={unlabelled_pool}", "generate.ref_logprobs=false", f"generate.limit={CHUNK}"]
+    with pytest.raises(UserError, match="without gold SQL, and pairs.chosen=gold needs it: choose pairs=consensus"):
+        generate_preferences(gen_cfg(tiny_artifacts, "unlabelled", *overrides))
+    cfg = gen_cfg(tiny_artifacts, "unlabelled", "pairs=consensus", "pairs.min_votes=2", *overrides)
+    summary = generate_preferences(cfg)
+    cands = check_complete(Path(cfg.generate.output_dir), CHUNK)
+    assert all(c["correct"] is None and c["gold_sql"] is None for c in cands) and summary["pass_rate"] is None
+    assert summary["pairs"]["chosen_correct"] is None
+    assert sum(summary["no_pair_reasons"].values()) + summary["pairs"]["prompts_with_pairs"] == CHUNK
+    labelled = [c for c in check_complete(Path(labelled_cfg.generate.output_dir))
+                if c["prompt_id"] in {c["prompt_id"] for c in cands}]
+    assert sorted(map(candidate_key, labelled)) == sorted(map(candidate_key, cands))
+    verifier = ExecutionVerifier(cfg.data.db_path)
+    expected, _ = make_pairs(list({c["prompt_id"]: prompt_of(c) for c in labelled}.values()), labelled,
+                             OmegaConf.create(OmegaConf.to_container(cfg.pairs)), verifier, seed=cfg.seed)
+    got = pq.read_table([Path(cfg.generate.output_dir) / "pairs" / f"{s}.parquet" for s in ("train", "test")])
+    fields = ("prompt_id", "chosen", "rejected", "chosen_score", "rejected_score", "strategy")
+    key = lambda p: tuple(p[f] for f in fields)  # noqa: E731
+    assert sorted(map(key, got.to_pylist())) == sorted(map(key, expected))

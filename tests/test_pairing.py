@@ -4,7 +4,8 @@ import random
 import pytest
 from omegaconf import OmegaConf
 
-from nba_dpo.config import compose
+from nba_dpo.config import compose, validate
+from nba_dpo.errors import UserError
 from nba_dpo.prefs.hard_negatives import corrupt_sql
 from nba_dpo.prefs.pairing import make_pairs, pairs_for_prompt
 from nba_dpo.scoring.composite import composite_score
@@ -31,11 +32,12 @@ def verifier(db_path):
     return ExecutionVerifier(str(db_path))
 
 
-def candidates(verifier, texts):
+def candidates(verifier, texts, gold=GOLD):
+    """Scored candidate rows; with gold=None, as a label-free prompt's are (`correct` unknown)."""
     weights = compose("generate", ["paths.artifacts=/tmp/unused"]).score.weights
     out = []
     for i, text in enumerate(texts):
-        v = verifier.verify(text, GOLD)
+        v = verifier.verify(text, gold)
         row = {"prompt_id": "p1", "candidate_idx": i, "completion": text, "sql": v.sql, "exec_ok": v.exec_ok,
                "correct": v.correct_spider, "n_tokens": len(text.split()), "reward": None, "error": v.error}
         row["score"] = composite_score(row, weights)
@@ -131,3 +133,56 @@ def test_corruptions_are_wrong_but_run(verifier, seed):
     assert kind in ("wrong_column", "wrong_value", "dropped_condition")
     v = verifier.verify_sql(sql, gold)
     assert v.exec_ok and not v.correct_spider
+
+
+# the same answer as GOLD, written differently; an answer with no rows
+RIGHT_OTHER = ("Reasoning: Count playoff games by id.\nSQL: SELECT COUNT(game_id) FROM games WHERE game_type = "
+               "'Playoffs' AND season = '2022-23';")
+EMPTY = "Reasoning: List games.\nSQL: SELECT game_id FROM games WHERE season = '1900-01';"
+UNLABELLED = dict(PROMPT, sql=None, reasoning=None)
+
+
+def test_consensus_chooses_the_answer_most_samples_agree_on_without_gold(verifier):
+    # 3 samples agree on the right count (three spellings), 2 on a wrong one, 4 return no rows, 1 fails
+    texts = [RIGHT_LONG, WRONG, EMPTY, RIGHT, BROKEN, EMPTY, RIGHT_OTHER, WRONG, EMPTY, EMPTY]
+    cfg = pairs_cfg("consensus", max_pairs_per_prompt=3)
+    pairs, reason = pairs_for_prompt(UNLABELLED, candidates(verifier, texts, gold=None), cfg, verifier,
+                                     random.Random(0))
+    assert reason is None
+    # the shortest of the agreeing group, over the least supported: the failure, the empty result, the wrong count
+    assert [p["chosen"] for p in pairs] == [RIGHT] * 3 and [p["rejected"] for p in pairs] == [BROKEN, EMPTY, WRONG]
+    assert [(p["chosen_score"], p["rejected_score"]) for p in pairs] == [(0.3, 0.0), (0.3, 0.0), (0.3, 0.2)]
+    assert {p["strategy"] for p in pairs} == {"consensus"} and pairs[0]["chosen_correct"] is None
+    # with the gold known, the same pairs; only the summary's verdicts are filled in
+    labelled, _ = pairs_for_prompt(PROMPT, candidates(verifier, texts), cfg, verifier, random.Random(0))
+    drop = lambda ps: [{k: v for k, v in p.items() if not k.endswith("_correct")} for p in ps]  # noqa: E731
+    assert drop(labelled) == drop(pairs)
+    assert [(p["chosen_correct"], p["rejected_correct"]) for p in labelled] == [(True, False)] * 3
+
+
+@pytest.mark.parametrize("texts,over,reason", [
+    ([RIGHT, RIGHT_OTHER, WRONG, WRONG], {"min_votes": 2}, "no_consensus"),  # a tie for the most votes
+    ([RIGHT, RIGHT_OTHER, WRONG, BROKEN], {}, "no_consensus"),               # 2 votes, min_votes=3
+    ([EMPTY, EMPTY, EMPTY, BROKEN], {}, "no_result"),                        # empty results cast no vote
+    ([RIGHT, RIGHT_OTHER, RIGHT_LONG], {"on_tie": "skip"}, "unanimous"),
+])
+def test_consensus_skips_prompts_without_one(verifier, texts, over, reason):
+    got = pairs_for_prompt(UNLABELLED, candidates(verifier, texts, gold=None), pairs_cfg("consensus", **over),
+                           verifier, random.Random(0))
+    assert got == ([], reason)
+
+
+def test_unanimous_consensus_over_a_corruption_of_its_own_sql(verifier):
+    texts = [RIGHT, RIGHT_OTHER, RIGHT_LONG]
+    pairs, reason = pairs_for_prompt(UNLABELLED, candidates(verifier, texts, gold=None), pairs_cfg("consensus"),
+                                     verifier, random.Random(0))
+    assert reason is None and pairs[0]["chosen"] == RIGHT
+    assert pairs[0]["strategy"].startswith("consensus+hard_negative:")
+    v = verifier.verify_sql(pairs[0]["rejected"].split("SQL: ")[1], GOLD)
+    assert v.exec_ok and not v.correct_spider
+
+
+def test_consensus_needs_enough_samples():
+    with pytest.raises(UserError, match="pairs.min_votes=5 is more than generate.num_samples=4"):
+        validate(compose("generate", ["pairs=consensus", "pairs.min_votes=5", "generate.num_samples=4",
+                                      "paths.artifacts=/tmp/unused"]))

@@ -6,16 +6,18 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pyarrow as pa
 from omegaconf import DictConfig
 
 from nba_dpo import storage
 from nba_dpo.data.build_db import build_database
-from nba_dpo.data.dataset import INSTRUCTION_SCHEMA, SPLITS, build_byo_data, build_instruction_data
+from nba_dpo.data.dataset import GOLD_COLUMNS, INSTRUCTION_SCHEMA, SPLITS, build_byo_data, build_instruction_data
 
 
 def build_data(cfg: DictConfig) -> dict:
     """Write <data>/nba.sqlite (synthetic only), <data>/sft/{train,val,test}.parquet, <data>/pref_prompts.parquet
-    and <data>/manifest.json (written last: its presence marks a complete build). Returns the manifest."""
+    (without its gold columns when data.pref_gold is false) and <data>/manifest.json (written last: its presence
+    marks a complete build). Returns the manifest."""
     from nba_dpo.cluster import joins_cluster, start_ray
 
     data_dir = cfg.paths.data
@@ -42,9 +44,11 @@ def build_data(cfg: DictConfig) -> dict:
     for split in SPLITS:
         files[split] = storage.write_parquet(splits[split], f"{data_dir}/sft/{split}.parquet",
                                              schema=INSTRUCTION_SCHEMA)
-    files["pref"] = storage.write_parquet(splits["pref"], f"{data_dir}/pref_prompts.parquet", schema=INSTRUCTION_SCHEMA)
+    pool_schema = INSTRUCTION_SCHEMA if cfg.data.pref_gold else pa.schema(
+        [f for f in INSTRUCTION_SCHEMA if f.name not in GOLD_COLUMNS])  # a label-free pool: questions only
+    files["pref"] = storage.write_parquet(splits["pref"], f"{data_dir}/pref_prompts.parquet", schema=pool_schema)
     counts = {split: dict(sorted(Counter(r["difficulty"] for r in rows).items())) for split, rows in splits.items()}
-    manifest = {"db_path": db_path, "files": files, "counts": counts, "seed": cfg.seed,
+    manifest = {"db_path": db_path, "files": files, "counts": counts, "seed": cfg.seed, "pref_gold": cfg.data.pref_gold,
                 "data": cfg.data.name, "seconds": round(time.perf_counter() - start, 1)}
     storage.write_json(manifest, f"{data_dir}/manifest.json")
     return manifest

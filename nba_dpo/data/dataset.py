@@ -28,6 +28,7 @@ INSTRUCTION_SCHEMA = pa.schema([
     ("phrasing_id", pa.int32()),  # index into the intent's phrasings (-1 for byo)
     ("holdout", pa.string()),     # none | phrasing | entity | both: what test holds out for this row
 ])
+GOLD_COLUMNS = ("sql", "reasoning")  # what a label-free preference pool leaves out
 SPLITS = ("train", "val", "test")
 
 

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from nba_dpo import storage
+from nba_dpo.data.dataset import GOLD_COLUMNS
 from nba_dpo.errors import UserError
 from nba_dpo.prefs.schema import CANDIDATE_SCHEMA
 from nba_dpo.scoring.composite import composite_score
@@ -41,8 +42,18 @@ def prompt_ids(cfg: DictConfig) -> list[str]:
     return [str(i) for i in ids]
 
 
+def pool_has_gold(prompts: str) -> bool:
+    """Whether a prompt pool carries its gold answers (a label-free pool has questions only)."""
+    names = storage.parquet_metadata(prompts).schema.names
+    return all(c in names for c in GOLD_COLUMNS)
+
+
 def _keep_ids(batch: pa.Table, ids: pa.Array) -> pa.Table:
-    return batch.filter(pc.is_in(batch["id"], value_set=ids))
+    batch = batch.filter(pc.is_in(batch["id"], value_set=ids))
+    for name in GOLD_COLUMNS:  # a label-free pool's prompts go on with a null gold
+        if name not in batch.column_names:
+            batch = batch.append_column(name, pa.nulls(batch.num_rows, pa.string()))
+    return batch
 
 
 def sample_rows(items: list[dict], gen: DictConfig) -> list[dict]:
@@ -77,7 +88,8 @@ def check_token_budget(cfg: DictConfig, longest: int) -> None:
 
 
 def candidate_dataset(cfg: DictConfig, todo: set[str]):
-    """Ray Data pipeline: the pool's prompts in `todo` -> candidate rows with exec_ok/correct (and reward)."""
+    """Ray Data pipeline: the pool's prompts in `todo` -> candidate rows with exec_ok/correct (null without a gold
+    answer) and the reward, when a reward model is configured."""
     import ray
 
     from nba_dpo.cluster import actor_resources
@@ -85,7 +97,8 @@ def candidate_dataset(cfg: DictConfig, todo: set[str]):
     from nba_dpo.models.prompts import PromptBuilder
 
     gen, score, cluster = cfg.generate, cfg.score, cfg.cluster
-    ds = storage.read_dataset(gen.prompts, columns=PROMPT_COLUMNS)
+    columns = PROMPT_COLUMNS if pool_has_gold(gen.prompts) else [c for c in PROMPT_COLUMNS if c not in GOLD_COLUMNS]
+    ds = storage.read_dataset(gen.prompts, columns=columns)
     ds = ds.map_batches(_keep_ids, fn_kwargs={"ids": pa.array(sorted(todo), pa.string())},
                         batch_format="pyarrow", num_cpus=0)
     # the prompt text in the policy's chat format
@@ -121,13 +134,15 @@ def candidate_dataset(cfg: DictConfig, todo: set[str]):
 
 
 def _candidate_row(r: dict, weights: DictConfig) -> dict:
+    # a label-free prompt's null gold may come back from Ray Data's batches as NaN
+    gold, gold_reasoning = (r[k] if isinstance(r[k], str) else None for k in ("sql", "reasoning"))
     row = {"prompt_id": str(r["id"]), "candidate_idx": int(r["candidate_idx"]), "prompt": r["prompt"],
            "completion": str(r["completion"]), "sql": str(r["pred_sql"]), "exec_ok": bool(r["exec_ok"]),
-           "correct": bool(r["correct_spider"]), "n_tokens": int(r["n_tokens"]),
+           "correct": None if gold is None else bool(r["correct_spider"]), "n_tokens": int(r["n_tokens"]),
            "reward": float(r["reward"]) if r.get("reward") is not None and not np.isnan(r["reward"]) else None,
            "error": r["error"] if isinstance(r.get("error"), str) else None, "question": r["question"],
-           "difficulty": r["difficulty"], "template_id": r["template_id"], "gold_sql": r["sql"],
-           "gold_reasoning": r["reasoning"]}
+           "difficulty": r["difficulty"], "template_id": r["template_id"], "gold_sql": gold,
+           "gold_reasoning": gold_reasoning}
     row["score"] = composite_score(row, weights)
     return row
 

@@ -17,7 +17,8 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from nba_dpo import storage
-from nba_dpo.generation.candidates import generate_candidates, prompt_ids, retrying
+from nba_dpo.errors import UserError
+from nba_dpo.generation.candidates import generate_candidates, pool_has_gold, prompt_ids, retrying
 from nba_dpo.prefs.pairing import make_pairs, prompt_of
 from nba_dpo.prefs.schema import CANDIDATE_SCHEMA, PAIR_SCHEMA
 from nba_dpo.scoring.execution import ExecutionVerifier
@@ -32,28 +33,34 @@ class Tally:
     """The stage's counts, gathered part by part."""
 
     def __init__(self) -> None:
-        self.candidates = self.errors = self.tokens = self.correct = 0
+        self.candidates = self.errors = self.tokens = self.correct = self.labelled = 0
         self.prompts: set[str] = set()
         self.by_difficulty: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         self.reasons: Counter = Counter()
         self.strategies: Counter = Counter()
         self.pairs: Counter = Counter()  # per split
         self.prompts_with_pairs = 0
+        self.sides: dict[str, list[int]] = {"chosen": [0, 0], "rejected": [0, 0]}  # [right by gold, known]
 
     def add_candidates(self, rows: list[dict]) -> None:
         for c in rows:
             self.prompts.add(c["prompt_id"])
             self.candidates += 1
             self.tokens += c["n_tokens"]
-            self.correct += c["correct"]
             self.errors += bool(c["error"] and c["error"].startswith(("generation", "missing")))
-            self.by_difficulty[c["difficulty"]][0] += c["correct"]
-            self.by_difficulty[c["difficulty"]][1] += 1
+            if c["correct"] is not None:  # a label-free prompt's candidates are not known to be right or wrong
+                self.labelled += 1
+                self.correct += c["correct"]
+                self.by_difficulty[c["difficulty"]][0] += c["correct"]
+                self.by_difficulty[c["difficulty"]][1] += 1
 
     def add_pairs(self, pairs: list[dict], reasons: Counter) -> None:
         self.reasons.update(reasons)
         self.strategies.update(p["strategy"].split(":")[0] for p in pairs)
         self.prompts_with_pairs += len({p["prompt_id"] for p in pairs})
+        for side, (right, known) in self.sides.items():
+            verdicts = [p[f"{side}_correct"] for p in pairs if p[f"{side}_correct"] is not None]
+            self.sides[side] = [right + sum(verdicts), known + len(verdicts)]
 
 
 def pair_parts(cfg: DictConfig, parts: list[str], staging: str, tally: Tally) -> list[str]:
@@ -118,6 +125,9 @@ def generate_preferences(cfg: DictConfig) -> dict:
     start_ray(cfg)
     storage.delete(f"{gen.output_dir}/summary.json")
     ids = prompt_ids(cfg)
+    if cfg.pairs.chosen != "consensus" and not pool_has_gold(gen.prompts):
+        raise UserError(f"{gen.prompts} holds questions without gold SQL, and pairs.chosen={cfg.pairs.chosen} needs "
+                        "it: choose pairs=consensus")
     made = generate_candidates(cfg, ids)
     gen_seconds = time.perf_counter() - start
     staging = f"{gen.output_dir}/pairs/staging"
@@ -137,11 +147,14 @@ def summarize(n_prompts: int, t: Tally, made: dict, gen_seconds: float, seconds:
     n_pairs = sum(t.pairs.values())
     return {
         "prompts": n_prompts, "candidates": t.candidates, "errors": t.errors,
-        "pass_rate": t.correct / t.candidates if t.candidates else 0.0,
+        "pass_rate": t.correct / t.labelled if t.labelled else None,
         "pass_rate_by_difficulty": {d: ok / n for d, (ok, n) in sorted(t.by_difficulty.items())},
         "pairs": {"n": n_pairs, "train": t.pairs["train"], "test": t.pairs["test"],
                   "prompts_with_pairs": t.prompts_with_pairs, "per_prompt": n_pairs / max(1, n_prompts),
-                  "by_strategy": dict(t.strategies)},
+                  "by_strategy": dict(t.strategies),
+                  # the share of pairs whose chosen (rejected) answer is right by the gold SQL, where the pool has it
+                  **{f"{side}_correct": right / known if known else None
+                     for side, (right, known) in t.sides.items()}},
         "no_pair_reasons": dict(t.reasons), "generated_tokens": t.tokens,
         "resumed_candidates": t.candidates - made["candidates"],
         "tokens_per_s": made["tokens"] / gen_seconds if made["tokens"] and gen_seconds > 0 else None,

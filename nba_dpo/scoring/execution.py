@@ -1,4 +1,5 @@
-"""The execution verifier: run a predicted SQL in the sandbox and compare its result with the gold result."""
+"""The execution verifier: run a predicted SQL in the sandbox and compare its result with the gold result (when the
+prompt has one: a label-free prompt's candidates are only executed, and their `correct` stays unknown)."""
 from __future__ import annotations
 
 import functools
@@ -17,8 +18,8 @@ from nba_dpo.sql.sandbox import Sandbox
 class Verdict:
     sql: str
     exec_ok: bool
-    correct_spider: bool
-    correct_bird: bool
+    correct_spider: bool | None  # None: no gold to compare with
+    correct_bird: bool | None
     error: str | None  # None, or "<reason>: <message>" (reason: denied, timeout, error, too_many_rows, no_sql)
 
 
@@ -38,22 +39,26 @@ class ExecutionVerifier:
             raise ValueError(f"gold SQL fails ({r.failure}: {r.message}): {gold_sql}")
         return r.rows, has_order_by(gold_sql)
 
-    def _verify_sql(self, sql: str, gold_sql: str) -> Verdict:
+    def _verify_sql(self, sql: str, gold_sql: str | None) -> Verdict:
         if not sql.strip():
             return Verdict(sql, False, False, False, "no_sql: no SQL found in the completion")
         r = self.sandbox.run(sql)
         if not r.ok:
             return Verdict(sql, False, False, False, f"{r.failure}: {r.message}")
+        if gold_sql is None:
+            return Verdict(sql, True, None, None, None)
         gold_rows, ordered = self.gold(gold_sql)
         return Verdict(sql, True, spider_equal(r.rows, gold_rows, ordered), bird_equal(r.rows, gold_rows), None)
 
-    def verify(self, completion: str, gold_sql: str) -> Verdict:
+    def verify(self, completion: str, gold_sql: str | None) -> Verdict:
         return self.verify_sql(extract_sql(completion), gold_sql)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Ray Data stage: score `completion` against the gold `sql`; `samples`, if any, become `samples_correct`."""
+        """Ray Data stage: score `completion` against the gold `sql` (null for a label-free prompt); `samples`, if
+        any, become `samples_correct`."""
         out = dict(batch)
-        verdicts = [self.verify(str(c), str(g)) for c, g in zip(batch["completion"], batch["sql"])]
+        golds = [g if isinstance(g, str) else None for g in batch["sql"]]
+        verdicts = [self.verify(str(c), g) for c, g in zip(batch["completion"], golds)]
         out["pred_sql"] = np.array([v.sql for v in verdicts], dtype=object)
         out["exec_ok"] = np.array([v.exec_ok for v in verdicts])
         out["correct_spider"] = np.array([v.correct_spider for v in verdicts])
@@ -61,8 +66,8 @@ class ExecutionVerifier:
         prior = batch.get("error")  # a generation failure from an earlier stage stays the recorded reason
         out["error"] = np.array([prior[i] if prior is not None and isinstance(prior[i], str) else v.error
                                  for i, v in enumerate(verdicts)], dtype=object)
-        out["exact_match"] = np.array([exact_match(v.sql, str(g)) if v.sql else False
-                                       for v, g in zip(verdicts, batch["sql"])])
+        out["exact_match"] = np.array([exact_match(v.sql, g) if v.sql and g else False
+                                       for v, g in zip(verdicts, golds)])
         if "samples" in batch:
             # the verdicts replace the texts: nothing downstream reads them, and Ray Data would store them pickled
             # (it takes equal-length lists for a tensor column, which strings cannot fill)
