@@ -132,7 +132,7 @@ class Model:
 
 @dataclass
 class Train:
-    """What SFT and DPO share; `kind` picks the schema (SFTTrain, DPOTrain)."""
+    """What every training recipe shares; `kind` picks the schema (SFTTrain, DPOTrain, RewardTrain)."""
     kind: str = MISSING
     method: Method = MISSING
     epochs: float = MISSING
@@ -169,7 +169,15 @@ class DPOTrain(Train):
     label_smoothing: float = MISSING
 
 
-TRAIN_SCHEMAS = {"sft": SFTTrain, "dpo": DPOTrain}
+@dataclass
+class RewardTrain(Train):
+    base_model: str = MISSING
+    pairs: str = MISSING
+    eval_pairs: Optional[str] = MISSING
+    center_rewards_coefficient: Optional[float] = MISSING
+
+
+TRAIN_SCHEMAS = {"sft": SFTTrain, "dpo": DPOTrain, "reward": RewardTrain}
 
 
 @dataclass
@@ -462,6 +470,8 @@ def _check_combinations(cfg: DictConfig) -> None:
                 raise UserError("data.split_fractions needs train, val and test fractions summing to 1")
     if "train" in cfg and cfg.train.kind == "dpo":
         _check_dpo(cfg.train)
+    if "train" in cfg and cfg.train.kind == "reward" and cfg.train.method != "full":
+        raise UserError(f"train.method={cfg.train.method}: a reward model trains all its parameters here (method=full)")
     if "pairs" in cfg and "generate" in cfg and cfg.pairs.chosen == "consensus" \
             and cfg.pairs.min_votes > cfg.generate.num_samples:
         raise UserError(f"pairs.min_votes={cfg.pairs.min_votes} is more than generate.num_samples="

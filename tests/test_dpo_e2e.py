@@ -11,6 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from transformers import AutoModelForCausalLM
 
 from nba_dpo.config import validate
+from nba_dpo.errors import UserError
 from nba_dpo.training.common import ray_run_name, scratch_dir
 from nba_dpo.training.dpo import train_dpo
 from tests.conftest import ROOT, TINY_MODEL, compose_cfg
@@ -112,7 +113,6 @@ def test_qlora_without_cuda_stops_before_ray(tmp_path):
 def test_pairs_longer_than_max_length_stop_before_training(tiny_artifacts, pairs):
     """TRL would truncate them (and drop a pair whose prompt alone fills max_length) without a word: the job stops
     instead, with the numbers and the setting to change, before a step is taken and with no model written."""
-    from nba_dpo.errors import UserError
 
     cfg = dpo_cfg(tiny_artifacts, pairs, "too_long", "model.max_length=48")
     with pytest.raises(UserError, match=r"of the \d+ training examples of worker \d are longer than "
@@ -120,3 +120,30 @@ def test_pairs_longer_than_max_length_stop_before_training(tiny_artifacts, pairs
                                         r"model.max_length \(the model takes up to \d+\)"):
         train_dpo(cfg)
     assert not Path(cfg.train.output_dir).exists()
+
+
+def test_reward_model_learns_the_pairs_and_scores_candidates(tiny_artifacts, pairs):
+    """jobs.train_reward on the tiny SFT model: a one-score head trained with TRL's RewardTrainer on 2 Ray Train
+    workers; the generate stage's RewardScorer then loads it and ranks the training pairs' chosen answers above their
+    rejected ones (it learned them), as score=learned will rank candidates."""
+    import pyarrow.parquet as pq
+
+    from nba_dpo.scoring.reward import RewardScorer
+    from nba_dpo.training.reward import train_reward
+
+    cfg = validate(compose_cfg("train_reward", [
+        f"paths.artifacts={tiny_artifacts}", "run_name=reward", f"train.pairs={pairs}",
+        f"train.eval_pairs={pairs.parent / 'test.parquet'}", "train.epochs=6", "train.learning_rate=1e-3",
+        "train.per_device_batch_size=4", "train.logging_steps=1", "train.save_steps=100"] + TINY_MODEL
+        + ["model.max_length=512"]))  # the chat-formatted question and answer of a pair
+    out = train_reward(cfg)
+    assert out["steps"] > 0 and out["final_loss"] is not None
+    assert out["heldout_accuracy"] is None or 0 <= out["heldout_accuracy"] <= 1
+    rows = pq.read_table(pairs).to_pylist()
+    scorer = RewardScorer(cfg.train.output_dir, max_length=cfg.model.max_length)
+    questions = [r["question"] for r in rows]
+    chosen = scorer.scores(questions, [r["chosen"] for r in rows])
+    rejected = scorer.scores(questions, [r["rejected"] for r in rows])
+    assert (chosen > rejected).mean() >= 0.8
+    with pytest.raises(UserError, match="a reward model trains all its parameters"):
+        validate(compose_cfg("train_reward", [f"paths.artifacts={tiny_artifacts}", "train.method=lora"]))

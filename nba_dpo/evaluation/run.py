@@ -107,7 +107,7 @@ def generate_and_score(cfg: DictConfig, rows: list[dict]) -> list[dict]:
 
     from nba_dpo.generation.completions import hf_completions, verified
     from nba_dpo.generation.hf import HFGenerator
-    from nba_dpo.models.prompts import build_prompt, model_context
+    from nba_dpo.models.prompts import build_prompt, token_limit
 
     evaluation = cfg.eval
     samples = evaluation.num_samples if evaluation.num_samples > 1 else 0  # sampled completions besides the greedy one
@@ -116,16 +116,14 @@ def generate_and_score(cfg: DictConfig, rows: list[dict]) -> list[dict]:
     model_dir = storage.local_copy(evaluation.model_path)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     count = lambda text: len(tokenizer(text, add_special_tokens=False).input_ids) if text else 0  # noqa: E731
-    context, limit = model_context(model_dir), "the model's context"
-    if evaluation.backend == "vllm" and (context is None or evaluation.max_model_len < context):
-        context, limit = evaluation.max_model_len, "eval.max_model_len"
+    limit, what = token_limit(model_dir, evaluation.backend, evaluation.get("max_model_len"), "eval")
     items, too_long = [], {}
     for r in rows:
         prompt = build_prompt(tokenizer, r["question"], r["schema"], cfg.model.include_schema)
         n = count(prompt)
-        if context and n + evaluation.max_new_tokens > context:
+        if limit and n + evaluation.max_new_tokens > limit:
             too_long[r["id"]] = (f"prompt_too_long: {n} prompt tokens + eval.max_new_tokens="
-                                 f"{evaluation.max_new_tokens} exceed {limit} of {context}")
+                                 f"{evaluation.max_new_tokens} exceed {what}")
         else:
             items.append({"id": r["id"], "prompt": prompt, "sql": r["sql"], "question": r["question"]})
     scored = {}

@@ -73,16 +73,15 @@ def _expand_samples(batch: dict, num_samples: int, seed: int) -> dict:
 def check_token_budget(cfg: DictConfig, longest: int) -> None:
     """Stops, before any generator starts, when the longest prompt leaves no room for generate.max_new_tokens in
     the engine's max_model_len (vllm) or the model's context (hf)."""
-    from nba_dpo.models.prompts import model_context
+    from nba_dpo.models.prompts import model_context, token_limit
 
     gen = cfg.generate
-    need, context = longest + gen.max_new_tokens, model_context(gen.model_path)
-    if gen.backend == "vllm":
-        limit, over = gen.max_model_len, f"generate.max_model_len={gen.max_model_len}"
-        fix = f"raise generate.max_model_len{f' (the model takes up to {context})' if context else ''} or lower"
-    else:
-        limit, over, fix = context, f"the model's context of {context}", "lower"
+    need = longest + gen.max_new_tokens
+    limit, over = token_limit(gen.model_path, gen.backend, gen.get("max_model_len"), "generate")
     if limit and need > limit:
+        context = model_context(gen.model_path)
+        fix = "lower" if over.startswith("the model's") else \
+            f"raise generate.max_model_len{f' (the model takes up to {context})' if context else ''} or lower"
         raise UserError(f"the longest prompt of {gen.prompts} is {longest} tokens, which with generate.max_new_tokens="
                         f"{gen.max_new_tokens} needs {need}, over {over}: {fix} generate.max_new_tokens")
 

@@ -31,6 +31,15 @@ def model_context(model_path: str) -> int | None:
     return config.get("max_position_embeddings") or config.get("text_config", {}).get("max_position_embeddings")
 
 
+def token_limit(model_path: str, backend: str, max_model_len: int | None, group: str) -> tuple[int | None, str]:
+    """The most prompt + new tokens a `group` stage's generator takes (None: not known, a hub id), and what sets it:
+    vLLM's `<group>.max_model_len` when below the model's context, else the model's context."""
+    context = model_context(model_path)
+    if backend == "vllm" and (context is None or max_model_len < context):
+        return max_model_len, f"{group}.max_model_len={max_model_len}"
+    return context, f"the model's context of {context}"
+
+
 class PromptBuilder:
     """Ray Data stage: the `prompt` column from each row's question (and schema, which it consumes), in the chat
     format of the model at `model_path` (a local, shared or object-store folder, or a hub id), and its length in

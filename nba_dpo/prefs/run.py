@@ -125,9 +125,11 @@ def generate_preferences(cfg: DictConfig) -> dict:
     start_ray(cfg)
     storage.delete(f"{gen.output_dir}/summary.json")
     ids = prompt_ids(cfg)
-    if cfg.pairs.chosen != "consensus" and not pool_has_gold(gen.prompts):
-        raise UserError(f"{gen.prompts} holds questions without gold SQL, and pairs.chosen={cfg.pairs.chosen} needs "
-                        "it: choose pairs=consensus")
+    label_free = cfg.pairs.chosen == "consensus" or (cfg.pairs.chosen == "best" and cfg.score.reward_model)
+    if not label_free and not pool_has_gold(gen.prompts):
+        raise UserError(f"{gen.prompts} holds questions without gold SQL, and pairs.chosen={cfg.pairs.chosen} "
+                        f"{'needs it' if cfg.pairs.chosen == 'gold' else 'ranks them by it'}: choose pairs=consensus, "
+                        "or rank with a reward model (score=learned pairs=best_over_worst)")
     made = generate_candidates(cfg, ids)
     gen_seconds = time.perf_counter() - start
     staging = f"{gen.output_dir}/pairs/staging"

@@ -35,20 +35,21 @@ def lora_config(cfg: DictConfig):
                       target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
 
 
-def load_model_for_training(cfg: DictConfig, path: str, args):
-    """The model to train, built after its trainer's arguments `args`: while they live, a ZeRO-3 DeepSpeed config in
-    them makes `from_pretrained` construct the model partitioned (transformers' HfDeepSpeedConfig), so no rank ever
-    holds all of its weights."""
+def load_model_for_training(cfg: DictConfig, path: str, args, auto_class=None, **kwargs):
+    """The model to train (`auto_class`, by default a causal LM), built after its trainer's arguments `args`: while
+    they live, a ZeRO-3 DeepSpeed config in them makes `from_pretrained` construct the model partitioned
+    (transformers' HfDeepSpeedConfig), so no rank ever holds all of its weights."""
     from transformers import AutoModelForCausalLM
 
-    kwargs = {"dtype": torch_dtype(cfg.model.dtype), "trust_remote_code": cfg.model.trust_remote_code}
+    auto_class = auto_class or AutoModelForCausalLM
+    kwargs.update(dtype=torch_dtype(cfg.model.dtype), trust_remote_code=cfg.model.trust_remote_code)
     if cfg.train.method == "qlora":
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16)
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    model = auto_class.from_pretrained(path, **kwargs)
     if cfg.train.method == "qlora":
         from peft import prepare_model_for_kbit_training
 
@@ -135,10 +136,11 @@ def check_example_lengths(trainer, shard_rows: int, max_length: int, model_path:
     table = trainer.train_dataset.data
     if "input_ids" in table.column_names:  # SFT: prompt and completion in one sequence
         lengths = pc.list_value_length(table.column("input_ids"))
-    else:  # DPO: the prompt with the longer of its two answers
-        lengths = pc.add(pc.list_value_length(table.column("prompt_ids")),
-                         pc.max_element_wise(pc.list_value_length(table.column("chosen_ids")),
-                                             pc.list_value_length(table.column("rejected_ids"))))
+    else:  # DPO (the prompt apart) and reward models (the prompt in each): the longer of the two answers
+        lengths = pc.max_element_wise(pc.list_value_length(table.column("chosen_ids")),
+                                      pc.list_value_length(table.column("rejected_ids")))
+        if "prompt_ids" in table.column_names:
+            lengths = pc.add(pc.list_value_length(table.column("prompt_ids")), lengths)
     # TRL's filter of the pairs whose prompt fills max_length may leave them in `.data` behind an indices mapping
     # (then they are measured here) or drop them from it (then they are counted as dropped): each counts once
     dropped = shard_rows - len(lengths)

@@ -1,0 +1,141 @@
+"""Label-free preferences against the alternatives, all from the same SFT model and the same sampled candidates.
+
+Starts from a finished `python -m jobs.pipeline experiment=demo_unlabelled paths.artifacts=ROOT` (its SFT model, its
+1,000 x 8 candidates and their consensus pairs) and trains, per seed, every arm of the comparison from that SFT
+model, each evaluated greedily on the test split:
+
+  rft            SFT on the consensus pairs' chosen answers (the NLL term alone: rejection-sampling fine-tuning)
+  dpo            DPO + NLL (the default loss) on the consensus pairs
+  dpo_learned    the same, with a learned reward model choosing within the agreeing group (score=learned)
+  dpo_rm         DPO on the learned reward model's best over its worst candidate, no consensus
+  dpo_gold       DPO on the gold answers over the worst candidates (labels used: the upper bound)
+
+The learned reward model trains (jobs.train_reward) on execution-verified pairs sampled on 1,000 SFT training
+questions, which have gold SQL. The seed is the training seed; pairs and their train/test split stay fixed. Every
+step is a `python -m jobs.<stage>` command, skipped when its output exists, so a stopped study resumes.
+
+    python benchmarks/label_free_study.py --artifacts artifacts/demo_unlabelled --seeds 0 1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from nba_dpo.evaluation.head_to_head import head_to_head  # noqa: E402
+
+ARMS = {  # name -> (pairs folder under the root, train_dpo overrides)
+    "rft": ("prefs", ["train.loss_type=[sft]", "train.loss_weights=null"]),
+    "dpo": ("prefs", []),
+    "dpo_learned": ("prefs_learned", []),
+    "dpo_rm": ("prefs_rm", []),
+    "dpo_gold": ("prefs_gold", []),
+}
+
+
+def run(stage: str, done: Path, *args: str) -> None:
+    if done.exists():
+        return
+    print(f"[study] python -m jobs.{stage} {' '.join(args)}", flush=True)
+    subprocess.run([sys.executable, "-m", f"jobs.{stage}", *args], check=True, cwd=ROOT)
+
+
+def prepare_pairs(root: Path) -> None:
+    """The pairs the arms beyond consensus need, from the same SFT model and (for the reward model's arms and the
+    gold arm) the same candidates, sampled again with the same seeds."""
+    common = [f"paths.artifacts={root}", "run_name=study"]
+    sft = root / "models" / "sft"
+    labelled_data = root / "labelled_data"  # the same build with the pool's gold kept, for the gold arm only
+    run("build_data", labelled_data / "manifest.json", *common, f"paths.data={labelled_data}")
+    run("generate", root / "prefs_gold" / "summary.json", *common, f"generate.model_path={sft}",
+        f"generate.prompts={labelled_data}/pref_prompts.parquet", "generate.limit=1000",
+        f"generate.output_dir={root}/prefs_gold")
+    run("generate", root / "prefs_labelled" / "summary.json", *common, f"generate.model_path={sft}",
+        f"generate.prompts={root}/data/sft/train.parquet", "generate.limit=1000", "pairs=margin",
+        "generate.ref_logprobs=false", f"generate.output_dir={root}/prefs_labelled")
+    run("train_reward", root / "models" / "reward" / "config.json", *common, "model.max_length=512")
+    run("generate", root / "prefs_learned" / "summary.json", *common, f"generate.model_path={sft}",
+        "generate.limit=1000", "score=learned", "pairs=consensus", f"generate.output_dir={root}/prefs_learned")
+    if not (root / "prefs_rm" / "candidates").exists():  # the same candidates and scores: pairing alone differs
+        shutil.copytree(root / "prefs_learned" / "candidates", root / "prefs_rm" / "candidates")
+    run("generate", root / "prefs_rm" / "summary.json", *common, f"generate.model_path={sft}",
+        "generate.limit=1000", "score=learned", "pairs=best_over_worst", f"generate.output_dir={root}/prefs_rm")
+
+
+# what the pipeline itself trained and evaluated (seed 0): the same commands, not run twice
+PIPELINE_ARMS = {("dpo", 0): "dpo", ("rft", 0): "nll_only"}
+
+
+def train_and_evaluate(root: Path, arm: str, seed: int) -> str:
+    if (arm, seed) in PIPELINE_ARMS:
+        return PIPELINE_ARMS[arm, seed]
+    prefs, overrides = ARMS[arm]
+    name = f"{arm}_s{seed}"
+    model = root / "models" / "study" / name
+    run("train_dpo", model / "config.json", f"paths.artifacts={root}", f"seed={seed}", f"run_name=study_{name}",
+        f"train.base_model={root}/models/sft", f"train.pairs={root}/{prefs}/pairs/train.parquet",
+        f"train.eval_pairs={root}/prefs/pairs/test.parquet", f"train.output_dir={model}", *overrides)
+    run("evaluate", root / "eval" / f"study_{name}" / "metrics.json", f"paths.artifacts={root}",
+        f"eval.name=study_{name}", f"eval.model_path={model}", "eval.pairs=null")
+    return f"study_{name}"
+
+
+def predictions(root: Path, evaluation: str) -> list[dict]:
+    return pq.read_table(root / "eval" / evaluation / "predictions.parquet",
+                         columns=["id", "correct_spider", "difficulty", "holdout"]).to_pylist()
+
+
+def versus(rows: list[dict], base: list[dict]) -> dict:
+    h = head_to_head(rows, base)
+    return {"win": h["wins"]["rate"], "tie": h["ties"]["rate"], "loss": h["losses"]["rate"], "p": h["mcnemar_p"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--artifacts", required=True, help="a finished experiment=demo_unlabelled run")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "label_free_study.json"))
+    a = ap.parse_args()
+    root = Path(a.artifacts).resolve()
+    if any(arm != "rft" and arm != "dpo" for arm in a.arms):
+        prepare_pairs(root)
+    sft = predictions(root, "sft")
+    table = {"sft": {"ex": json.loads((root / "eval" / "sft" / "metrics.json").read_text())["ex_spider"],
+                     "mean_tokens": None}}
+    for seed in a.seeds:
+        rft = None
+        for arm in a.arms:
+            evaluation = train_and_evaluate(root, arm, seed)
+            metrics = json.loads((root / "eval" / evaluation / "metrics.json").read_text())
+            rows = predictions(root, evaluation)
+            rft = rows if arm == "rft" else rft
+            table[f"{arm}_s{seed}"] = {"ex": metrics["ex_spider"], "valid_sql": metrics["valid_sql"],
+                                       "mean_tokens": metrics["verbosity"]["mean_completion_tokens"],
+                                       "vs_sft": versus(rows, sft), "vs_rft": versus(rows, rft) if rft else None}
+    sft_metrics = json.loads((root / "eval" / "sft" / "metrics.json").read_text())
+    table["sft"]["mean_tokens"] = sft_metrics["verbosity"]["mean_completion_tokens"]
+    for arm in ("prefs", "prefs_learned", "prefs_rm", "prefs_gold", "prefs_labelled"):
+        summary = root / arm / "summary.json"
+        if summary.exists():
+            s = json.loads(summary.read_text())
+            table[f"pairs:{arm}"] = {"pairs": s["pairs"]["n"], "chosen_correct": s["pairs"]["chosen_correct"],
+                                     "no_pair_reasons": s["no_pair_reasons"]}
+    reward = root / "models" / "reward" / "log_history.json"
+    if reward.exists():
+        table["reward_model"] = {"heldout_accuracy": [h["eval_accuracy"] for h in json.loads(reward.read_text())
+                                                      if "eval_accuracy" in h][-1:]}
+    Path(a.out).write_text(json.dumps(table, indent=1))
+    print(json.dumps(table, indent=1))
+
+
+if __name__ == "__main__":
+    main()
