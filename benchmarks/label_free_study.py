@@ -6,9 +6,12 @@ model, each evaluated greedily on the test split:
 
   rft            SFT on the consensus pairs' chosen answers (the NLL term alone: rejection-sampling fine-tuning)
   dpo            DPO + NLL (the default loss) on the consensus pairs
-  dpo_learned    the same, with a learned reward model choosing within the agreeing group (score=learned)
-  dpo_rm         DPO on the learned reward model's best over its worst candidate, no consensus
-  dpo_gold       DPO on the gold answers over the worst candidates (labels used: the upper bound)
+  dpo_pref       the preference term alone (sigmoid, beta 0.1), no NLL term on possibly wrong chosen answers
+  dpo_apo        TRL's apo_zero (beta 0.1): pushes chosen up and rejected down in absolute terms
+  dpo_votes5     DPO + NLL on consensus pairs of at least 5 agreeing samples of 8 (fewer, surer pairs)
+  dpo_learned    DPO + NLL, with a learned reward model choosing within the agreeing group (score=learned)
+  dpo_rm         DPO + NLL on the learned reward model's best over its worst candidate, no consensus
+  dpo_gold       DPO + NLL on the gold answers over the worst candidates (labels used: the upper bound)
 
 The learned reward model trains (jobs.train_reward) on execution-verified pairs sampled on 1,000 SFT training
 questions, which have gold SQL. The seed is the training seed; pairs and their train/test split stay fixed. Every
@@ -32,9 +35,13 @@ sys.path.insert(0, str(ROOT))
 
 from nba_dpo.evaluation.head_to_head import head_to_head  # noqa: E402
 
+PREF_ONLY = ["train.loss_type=[sigmoid]", "train.loss_weights=null", "train.beta=0.1"]
 ARMS = {  # name -> (pairs folder under the root, train_dpo overrides)
     "rft": ("prefs", ["train.loss_type=[sft]", "train.loss_weights=null"]),
     "dpo": ("prefs", []),
+    "dpo_pref": ("prefs", PREF_ONLY),
+    "dpo_apo": ("prefs", ["train.loss_type=[apo_zero]", "train.loss_weights=null", "train.beta=0.1"]),
+    "dpo_votes5": ("prefs_votes5", []),
     "dpo_learned": ("prefs_learned", []),
     "dpo_rm": ("prefs_rm", []),
     "dpo_gold": ("prefs_gold", []),
@@ -64,10 +71,12 @@ def prepare_pairs(root: Path) -> None:
     run("train_reward", root / "models" / "reward" / "config.json", *common, "model.max_length=512")
     run("generate", root / "prefs_learned" / "summary.json", *common, f"generate.model_path={sft}",
         "generate.limit=1000", "score=learned", "pairs=consensus", f"generate.output_dir={root}/prefs_learned")
-    if not (root / "prefs_rm" / "candidates").exists():  # the same candidates and scores: pairing alone differs
-        shutil.copytree(root / "prefs_learned" / "candidates", root / "prefs_rm" / "candidates")
-    run("generate", root / "prefs_rm" / "summary.json", *common, f"generate.model_path={sft}",
-        "generate.limit=1000", "score=learned", "pairs=best_over_worst", f"generate.output_dir={root}/prefs_rm")
+    for folder, candidates, overrides in (("prefs_rm", "prefs_learned", ["score=learned", "pairs=best_over_worst"]),
+                                          ("prefs_votes5", "prefs", ["pairs=consensus", "pairs.min_votes=5"])):
+        if not (root / folder / "candidates").exists():  # the same candidates and scores: pairing alone differs
+            shutil.copytree(root / candidates / "candidates", root / folder / "candidates")
+        run("generate", root / folder / "summary.json", *common, f"generate.model_path={sft}", "generate.limit=1000",
+            f"generate.output_dir={root}/{folder}", *overrides)
 
 
 # what the pipeline itself trained and evaluated (seed 0): the same commands, not run twice
@@ -108,22 +117,20 @@ def main() -> None:
     root = Path(a.artifacts).resolve()
     if any(arm != "rft" and arm != "dpo" for arm in a.arms):
         prepare_pairs(root)
+    evaluations = {(arm, seed): train_and_evaluate(root, arm, seed) for seed in a.seeds for arm in a.arms}
     sft = predictions(root, "sft")
     table = {"sft": {"ex": json.loads((root / "eval" / "sft" / "metrics.json").read_text())["ex_spider"],
                      "mean_tokens": None}}
-    for seed in a.seeds:
-        rft = None
-        for arm in a.arms:
-            evaluation = train_and_evaluate(root, arm, seed)
-            metrics = json.loads((root / "eval" / evaluation / "metrics.json").read_text())
-            rows = predictions(root, evaluation)
-            rft = rows if arm == "rft" else rft
-            table[f"{arm}_s{seed}"] = {"ex": metrics["ex_spider"], "valid_sql": metrics["valid_sql"],
-                                       "mean_tokens": metrics["verbosity"]["mean_completion_tokens"],
-                                       "vs_sft": versus(rows, sft), "vs_rft": versus(rows, rft) if rft else None}
+    for (arm, seed), evaluation in evaluations.items():
+        metrics = json.loads((root / "eval" / evaluation / "metrics.json").read_text())
+        rows = predictions(root, evaluation)
+        rft = predictions(root, evaluations["rft", seed]) if ("rft", seed) in evaluations else None
+        table[f"{arm}_s{seed}"] = {"ex": metrics["ex_spider"], "valid_sql": metrics["valid_sql"],
+                                   "mean_tokens": metrics["verbosity"]["mean_completion_tokens"],
+                                   "vs_sft": versus(rows, sft), "vs_rft": versus(rows, rft) if rft else None}
     sft_metrics = json.loads((root / "eval" / "sft" / "metrics.json").read_text())
     table["sft"]["mean_tokens"] = sft_metrics["verbosity"]["mean_completion_tokens"]
-    for arm in ("prefs", "prefs_learned", "prefs_rm", "prefs_gold", "prefs_labelled"):
+    for arm in ("prefs", "prefs_votes5", "prefs_learned", "prefs_rm", "prefs_gold", "prefs_labelled"):
         summary = root / arm / "summary.json"
         if summary.exists():
             s = json.loads(summary.read_text())

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Submit one stage (or the pipeline) to a Ray cluster as a job:
 #   RAY_ADDRESS=http://127.0.0.1:8265 scripts/submit.sh STAGE [hydra overrides...]
-# STAGE: build_data | sft | generate | train_dpo | evaluate | pipeline. Waits for the job and returns its status.
+# STAGE: build_data | sft | generate | train_dpo | train_reward | evaluate | pipeline. Waits for the job and returns its status.
 # With Ray's token auth (the default), set RAY_AUTH_MODE=token: the token is read from ~/.ray/auth_token.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -186,3 +186,13 @@ def test_consensus_needs_enough_samples():
     with pytest.raises(UserError, match="pairs.min_votes=5 is more than generate.num_samples=4"):
         validate(compose("generate", ["pairs=consensus", "pairs.min_votes=5", "generate.num_samples=4",
                                       "paths.artifacts=/tmp/unused"]))
+
+
+def test_label_free_ranking_never_falls_back_on_gold(verifier):
+    """chosen=best on a prompt without gold (a reward model's ranking): a tie is no pair, never a null 'gold' answer."""
+    cands = [dict(c, score=1.0) for c in candidates(verifier, [WRONG, RIGHT], gold=None)]
+    assert pairs_for_prompt(UNLABELLED, cands, pairs_cfg("best_over_worst"), verifier, random.Random(0)) == \
+        ([], "margin_too_small")
+    cands[1]["score"] = 2.0
+    pairs, _ = pairs_for_prompt(UNLABELLED, cands, pairs_cfg("best_over_worst"), verifier, random.Random(0))
+    assert [(p["chosen"], p["rejected"], p["chosen_correct"]) for p in pairs] == [(RIGHT, WRONG, None)]

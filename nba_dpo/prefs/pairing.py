@@ -114,6 +114,8 @@ def pairs_for_prompt(prompt: dict, candidates: list[dict], p: DictConfig, verifi
                        (a["correct"], b["correct"])) for a, b in combos[: p.max_pairs_per_prompt]]
     if pairs:
         return pairs, None
+    if prompt["sql"] is None:  # a label-free prompt: no gold to fall back on, nor right and wrong answers to tell
+        return [], "margin_too_small"
     all_correct, all_wrong = all(c["correct"] for c in ranked), not any(c["correct"] for c in ranked)
     reason = "all_correct" if all_correct else "all_wrong" if all_wrong else "margin_too_small"
     if p.on_tie != "hard_negative" or reason == "margin_too_small":
