@@ -2,6 +2,7 @@
 sft (validation loss, lower is better), train_dpo (held-out reward accuracy, higher is better) and the pipeline (a
 folder of its own per point, each returning its own DPO EX)."""
 import json
+import os
 import subprocess
 import sys
 
@@ -10,15 +11,24 @@ import pyarrow.parquet as pq
 import pytest
 
 from nba_dpo.data.dataset import completion_text
-from tests.conftest import ROOT, TINY_DATA, TINY_MODEL, TINY_TRAIN
+from tests.conftest import ROOT, TINY_DATA, TINY_MODEL, TINY_TRAIN, compose_cfg
 
 pytestmark = pytest.mark.slow
 SLOW, FAST = "1e-9", "0.005"  # learning rates: the first leaves the model where it started
 
 
 def sweep(job: str, artifacts, *overrides: str) -> dict:
+    """A Hydra sweep of `job` on the test session's Ray (as the pipeline's stages share one): connecting takes
+    seconds, where starting a Ray of its own takes half a minute here."""
+    import ray
+
+    from nba_dpo.cluster import start_ray
+    from nba_dpo.config import validate
+
+    start_ray(validate(compose_cfg("config", [f"paths.artifacts={artifacts}"])))
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     proc = subprocess.run([sys.executable, "-m", f"jobs.{job}", "-m", f"paths.artifacts={artifacts}", *overrides],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+                          cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     [folder] = (artifacts / "hydra" / job).glob("multirun-*")
     return json.loads((folder / "sweep_summary.json").read_text())
