@@ -6,6 +6,8 @@ model, each evaluated greedily on the test split:
 
   rft            SFT on the consensus pairs' chosen answers (the NLL term alone: rejection-sampling fine-tuning)
   dpo            DPO + NLL (the default loss) on the consensus pairs
+  rft_short      rft trained less: 1 epoch at lr 1e-4 instead of 5 at 5e-4
+  dpo_short      the same loss, trained less: 1 epoch at lr 1e-4 instead of 5 at 5e-4 (less pull towards wrong labels)
   dpo_pref       the preference term alone (sigmoid, beta 0.1), no NLL term on possibly wrong chosen answers
   dpo_apo        TRL's apo_zero (beta 0.1): pushes chosen up and rejected down in absolute terms
   dpo_votes5     DPO + NLL on consensus pairs of at least 5 agreeing samples of 8 (fewer, surer pairs)
@@ -17,7 +19,8 @@ The learned reward model trains (jobs.train_reward) on execution-verified pairs 
 questions, which have gold SQL. The seed is the training seed; pairs and their train/test split stay fixed. Every
 step is a `python -m jobs.<stage>` command, skipped when its output exists, so a stopped study resumes.
 
-    python benchmarks/label_free_study.py --artifacts artifacts/demo_unlabelled --seeds 0 1
+    python benchmarks/label_free_study.py --artifacts artifacts/demo_unlabelled --seeds 0 1 \
+        --arms rft rft_short dpo dpo_short dpo_gold --first-seed-arms dpo_votes5 dpo_learned dpo_rm dpo_apo dpo_pref
 """
 from __future__ import annotations
 
@@ -35,10 +38,13 @@ sys.path.insert(0, str(ROOT))
 
 from nba_dpo.evaluation.head_to_head import head_to_head  # noqa: E402
 
+SHORT = ["train.epochs=1", "train.learning_rate=1e-4"]
 PREF_ONLY = ["train.loss_type=[sigmoid]", "train.loss_weights=null", "train.beta=0.1"]
 ARMS = {  # name -> (pairs folder under the root, train_dpo overrides)
     "rft": ("prefs", ["train.loss_type=[sft]", "train.loss_weights=null"]),
     "dpo": ("prefs", []),
+    "rft_short": ("prefs", ["train.loss_type=[sft]", "train.loss_weights=null", *SHORT]),
+    "dpo_short": ("prefs", SHORT),
     "dpo_pref": ("prefs", PREF_ONLY),
     "dpo_apo": ("prefs", ["train.loss_type=[apo_zero]", "train.loss_weights=null", "train.beta=0.1"]),
     "dpo_votes5": ("prefs_votes5", []),
@@ -112,19 +118,23 @@ def main() -> None:
     ap.add_argument("--artifacts", required=True, help="a finished experiment=demo_unlabelled run")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    ap.add_argument("--first-seed-arms", nargs="*", default=[], choices=list(ARMS),
+                    help="arms trained with the first seed only")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "label_free_study.json"))
     a = ap.parse_args()
     root = Path(a.artifacts).resolve()
-    if any(arm != "rft" and arm != "dpo" for arm in a.arms):
+    if any(ARMS[arm][0] != "prefs" for arm in a.arms + a.first_seed_arms):
         prepare_pairs(root)
     evaluations = {(arm, seed): train_and_evaluate(root, arm, seed) for seed in a.seeds for arm in a.arms}
+    evaluations.update({(arm, a.seeds[0]): train_and_evaluate(root, arm, a.seeds[0]) for arm in a.first_seed_arms})
     sft = predictions(root, "sft")
     table = {"sft": {"ex": json.loads((root / "eval" / "sft" / "metrics.json").read_text())["ex_spider"],
                      "mean_tokens": None}}
     for (arm, seed), evaluation in evaluations.items():
         metrics = json.loads((root / "eval" / evaluation / "metrics.json").read_text())
         rows = predictions(root, evaluation)
-        rft = predictions(root, evaluations["rft", seed]) if ("rft", seed) in evaluations else None
+        base = "rft_short" if arm.endswith("_short") else "rft"  # RFT with the same schedule
+        rft = predictions(root, evaluations[base, seed]) if (base, seed) in evaluations else None
         table[f"{arm}_s{seed}"] = {"ex": metrics["ex_spider"], "valid_sql": metrics["valid_sql"],
                                    "mean_tokens": metrics["verbosity"]["mean_completion_tokens"],
                                    "vs_sft": versus(rows, sft), "vs_rft": versus(rows, rft) if rft else None}
