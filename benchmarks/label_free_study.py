@@ -29,6 +29,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -113,6 +114,36 @@ def versus(rows: list[dict], base: list[dict]) -> dict:
     return {"win": h["wins"]["rate"], "tie": h["ties"]["rate"], "loss": h["losses"]["rate"], "p": h["mcnemar_p"]}
 
 
+def label_quality(root: Path) -> dict:
+    """How often each pair set's chosen (rejected) answer is right, read off the gold arm's copy of the same
+    candidates (the only place the labels are used), and per difficulty the share of prompts with any right sample
+    and the consensus pairs' share of right chosen answers."""
+    right, level, any_right = {}, {}, defaultdict(bool)
+    for part in (root / "prefs_gold" / "candidates").glob("*.parquet"):
+        for r in pq.read_table(part, columns=["prompt_id", "completion", "correct", "difficulty"]).to_pylist():
+            right[r["prompt_id"], r["completion"]] = r["correct"]
+            level[r["prompt_id"]] = r["difficulty"]
+            any_right[r["prompt_id"]] |= r["correct"]
+    out = {}
+    for folder in ("prefs", "prefs_votes5", "prefs_learned", "prefs_rm"):
+        pairs = pq.read_table([root / folder / "pairs" / f"{s}.parquet" for s in ("train", "test")]).to_pylist()
+        out[folder] = {"pairs": len(pairs)}
+        for side in ("chosen", "rejected"):
+            known = [right[p["prompt_id"], p[side]] for p in pairs if (p["prompt_id"], p[side]) in right]
+            out[folder][f"{side}_correct"] = sum(known) / len(known) if known else None
+    by_level = defaultdict(lambda: {"prompts": 0, "any_right_sample": 0, "pairs": 0, "chosen_correct": 0})
+    for prompt, d in level.items():
+        by_level[d]["prompts"] += 1
+        by_level[d]["any_right_sample"] += any_right[prompt]
+    for p in pq.read_table([root / "prefs" / "pairs" / f"{s}.parquet" for s in ("train", "test")]).to_pylist():
+        by_level[level[p["prompt_id"]]]["pairs"] += 1
+        by_level[level[p["prompt_id"]]]["chosen_correct"] += right.get((p["prompt_id"], p["chosen"]), False)
+    out["prefs"]["by_difficulty"] = {d: {**v, "any_right_sample": v["any_right_sample"] / v["prompts"],
+                                         "chosen_correct": v["chosen_correct"] / v["pairs"] if v["pairs"] else None}
+                                     for d, v in sorted(by_level.items())}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--artifacts", required=True, help="a finished experiment=demo_unlabelled run")
@@ -146,6 +177,8 @@ def main() -> None:
             s = json.loads(summary.read_text())
             table[f"pairs:{arm}"] = {"pairs": s["pairs"]["n"], "chosen_correct": s["pairs"]["chosen_correct"],
                                      "no_pair_reasons": s["no_pair_reasons"]}
+    if (root / "prefs_gold" / "candidates").exists():
+        table["label_quality"] = label_quality(root)
     reward = root / "models" / "reward" / "log_history.json"
     if reward.exists():
         table["reward_model"] = {"heldout_accuracy": [h["eval_accuracy"] for h in json.loads(reward.read_text())
