@@ -97,12 +97,18 @@ def init_worker(config: dict) -> DictConfig:
     return cfg
 
 
+def enough_rows_to_shard(uri: str | None, num_workers: int) -> bool:
+    """Whether the Parquet file `uri` exists with a row for each of `num_workers` Ray Train workers, as an optional
+    held-out set must to be split over them (its footer only is read)."""
+    return bool(uri) and storage.exists(uri) and storage.parquet_metadata(uri).num_rows >= num_workers
+
+
 def shard_dataset(config: dict, name: str):
     """This worker's share of the Ray Dataset `name` as a map-style `datasets.Dataset` for TRL to prepare as usual;
     None when the trainer was given no such dataset (`run_trainer` lists their names in the loop's config). Ray Train
     splits a dataset equally over the workers (the same way on every run: `run_trainer` keeps Ray Data's order), so
-    each worker reads only its share, and the driver none. The share is spooled to a node-local Arrow file and memory-mapped: the worker's memory holds the pages in
-    use, not the share."""
+    each worker reads only its share, and the driver none. The share is spooled to a node-local Arrow file and
+    memory-mapped: the worker's memory holds the pages in use, not the share."""
     import datasets
     import pyarrow as pa
     import ray.train

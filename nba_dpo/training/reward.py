@@ -15,9 +15,9 @@ from trl import RewardTrainer
 
 from nba_dpo import storage
 from nba_dpo.errors import UserError
-from nba_dpo.training.common import (ShardDataloaders, check_example_lengths, export_final_model, fit_and_report,
-                                     hf_args, init_worker, load_model_for_training, ray_run_name, run_trainer,
-                                     scratch_dir, shard_dataset)
+from nba_dpo.training.common import (ShardDataloaders, check_example_lengths, enough_rows_to_shard, export_final_model,
+                                     fit_and_report, hf_args, init_worker, load_model_for_training, ray_run_name,
+                                     run_trainer, scratch_dir, shard_dataset)
 
 PAIR_COLUMNS = ["question", "chosen", "rejected"]
 
@@ -68,8 +68,7 @@ def train_reward(cfg: DictConfig) -> dict:
     if n < cfg.cluster.num_workers:
         raise UserError(f"{train.pairs} holds {n} pairs, fewer than the {cfg.cluster.num_workers} Ray Train workers")
     datasets = {"train": storage.read_dataset(train.pairs, columns=PAIR_COLUMNS)}
-    if train.eval_pairs and storage.exists(train.eval_pairs) \
-            and storage.parquet_metadata(train.eval_pairs).num_rows >= cfg.cluster.num_workers:
+    if enough_rows_to_shard(train.eval_pairs, cfg.cluster.num_workers):
         datasets["eval"] = storage.read_dataset(train.eval_pairs, columns=PAIR_COLUMNS)
     print(f"[train_reward] {n} pairs, reward model from {train.base_model} on {cfg.cluster.num_workers} Ray Train "
           f"workers, deepspeed stage {cfg.deepspeed.stage}")

@@ -13,9 +13,9 @@ from nba_dpo import storage
 from nba_dpo.data.dataset import completion_text
 from nba_dpo.errors import UserError
 from nba_dpo.models.prompts import build_prompt
-from nba_dpo.training.common import (ShardDataloaders, check_example_lengths, export_final_model, fit_and_report,
-                                     hf_args, init_worker, load_model_for_training, lora_config, ray_run_name,
-                                     run_trainer, scratch_dir, shard_dataset)
+from nba_dpo.training.common import (ShardDataloaders, check_example_lengths, enough_rows_to_shard, export_final_model,
+                                     fit_and_report, hf_args, init_worker, load_model_for_training, lora_config,
+                                     ray_run_name, run_trainer, scratch_dir, shard_dataset)
 
 COLUMNS = ["question", "schema", "reasoning", "sql"]  # what an instruction row contributes to an example
 
@@ -138,7 +138,7 @@ def train_sft(cfg: DictConfig) -> dict:
         raise UserError(f"{train} holds {n} rows, fewer than the {cfg.cluster.num_workers} Ray Train workers")
     datasets = {"train": storage.read_dataset(train, columns=COLUMNS)}
     val = f"{cfg.paths.data}/sft/val.parquet"  # the validation loss: what an SFT sweep ranks by
-    if storage.exists(val) and storage.parquet_metadata(val).num_rows >= cfg.cluster.num_workers:
+    if enough_rows_to_shard(val, cfg.cluster.num_workers):
         datasets["val"] = storage.read_dataset(val, columns=COLUMNS)
     run_name = ray_run_name("sft", cfg)
     print(f"[sft] {n} examples, {cfg.train.method} fine-tuning of {base} on {cfg.cluster.num_workers} "
