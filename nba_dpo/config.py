@@ -314,6 +314,7 @@ class Pairs:
     gold_score: float = MISSING
     test_fraction: float = MISSING
     min_votes: int = MISSING
+    min_token_edits: int = MISSING
 
 
 @dataclass
@@ -422,6 +423,7 @@ RANGES = [
     ("pairs", "test_fraction", lambda v: 0 <= v < 1, "at least 0 and below 1"),
     ("pairs", "max_pairs_per_prompt", lambda v: v >= 1, _COUNT),
     ("pairs", "min_votes", lambda v: v >= 2, "at least 2: one sample is no consensus"),
+    ("pairs", "min_token_edits", lambda v: v >= 0, "at least 0"),
     ("data", "heldout_fraction", lambda v: 0 < v < 0.5, "between 0 and 0.5"),
 ]
 

@@ -196,3 +196,13 @@ def test_label_free_ranking_never_falls_back_on_gold(verifier):
     cands[1]["score"] = 2.0
     pairs, _ = pairs_for_prompt(UNLABELLED, cands, pairs_cfg("best_over_worst"), verifier, random.Random(0))
     assert [(p["chosen"], p["rejected"], p["chosen_correct"]) for p in pairs] == [(RIGHT, WRONG, None)]
+
+
+def test_pairs_whose_sql_differs_in_too_few_tokens_are_dropped(verifier):
+    # RIGHT and WRONG differ in 4 SQL tokens: AND game_type = 'Playoffs'
+    prompts, cands = [UNLABELLED], candidates(verifier, [WRONG, RIGHT], gold=None)
+    cands[1]["score"] += 1.0  # a reward model's ranking: RIGHT first
+    kept, reasons = make_pairs(prompts, cands, pairs_cfg("best_over_worst", min_token_edits=4), verifier, seed=0)
+    assert [(p["chosen"], p["rejected"]) for p in kept] == [(RIGHT, WRONG)] and not reasons
+    assert make_pairs(prompts, cands, pairs_cfg("best_over_worst", min_token_edits=5), verifier, seed=0) == \
+        ([], {"too_similar": 1})

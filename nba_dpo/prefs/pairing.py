@@ -23,8 +23,8 @@ from omegaconf import DictConfig
 
 from nba_dpo.data.dataset import completion_text
 from nba_dpo.prefs.hard_negatives import corrupt_sql
-from nba_dpo.sql.compare import has_order_by, spider_equal
-from nba_dpo.sql.extract import extract_reasoning
+from nba_dpo.sql.compare import has_order_by, spider_equal, token_edits
+from nba_dpo.sql.extract import extract_reasoning, extract_sql
 
 
 def _pair(prompt: dict, chosen: str, rejected: str, cs: float, rs: float, strategy: str,
@@ -152,6 +152,10 @@ def make_pairs(prompts: list[dict], candidates: list[dict], p: DictConfig, verif
     for prompt in prompts:
         rng = random.Random(f"{seed}:{prompt['prompt_id']}")
         got, reason = pairs_for_prompt(prompt, by_prompt.get(prompt["prompt_id"], []), p, verifier, rng)
+        if p.min_token_edits:
+            kept = [x for x in got if token_edits(extract_sql(x["chosen"]), extract_sql(x["rejected"]))
+                    >= p.min_token_edits]
+            got, reason = kept, reason or (None if kept else "too_similar")
         pairs += got
         if reason:
             reasons[reason] += 1

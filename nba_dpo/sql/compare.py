@@ -7,6 +7,7 @@ BIRD: the set of rows of the prediction equals the set of rows of the gold; colu
 """
 from __future__ import annotations
 
+import difflib
 import itertools
 from collections import Counter
 
@@ -72,3 +73,17 @@ def normalize_sql(sql: str) -> str:
 
 def exact_match(pred: str, gold: str) -> bool:
     return normalize_sql(pred) == normalize_sql(gold)
+
+
+def _tokens(sql: str) -> list[str]:
+    try:
+        return [t.text.lower() for t in sqlglot.tokenize(sql, read="sqlite")]
+    except sqlglot.errors.TokenError:
+        return sql.lower().split()
+
+
+def token_edits(a: str, b: str) -> int:
+    """How many SQL tokens (sqlglot's) must change to turn one statement into the other: a swapped filter value or
+    column is 1, whatever its length in characters."""
+    ops = difflib.SequenceMatcher(None, _tokens(a), _tokens(b), autojunk=False).get_opcodes()
+    return sum(max(i2 - i1, j2 - j1) for tag, i1, i2, j1, j2 in ops if tag != "equal")
