@@ -65,9 +65,9 @@ def run_pipeline(cfg: DictConfig) -> dict:
     sampling = [f"eval.num_samples={pipeline.eval_samples}"] if pipeline.eval_samples > 1 else []
     heldout_pairs = f"{art}/prefs/pairs/test.parquet"  # round 1's: every model is measured on the same pairs
 
-    def evaluate(name, model, validation=True):
-        """The test split (greedy, sampled for pass@k, the held-out pairs' likelihood) and, to choose the round to
-        report, the validation split (greedy)."""
+    def evaluate(name, model, validation=pipeline.rounds > 1):
+        """The test split (greedy, sampled for pass@k, the held-out pairs' likelihood) and, when there are rounds to
+        choose from, the validation split (greedy)."""
         run("evaluate", [f"eval.name={name}", f"eval.model_path={model}", f"eval.pairs={heldout_pairs}", *sampling,
                          *pipeline.evaluate], f"{art}/eval/{name}/metrics.json", f"evaluate_{name}")
         if validation:

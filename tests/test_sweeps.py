@@ -3,6 +3,7 @@ sft (validation loss, lower is better), train_dpo (held-out reward accuracy, hig
 folder of its own per point, each returning its own DPO EX)."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from nba_dpo.data.dataset import completion_text
-from tests.conftest import ROOT, TINY_DATA, TINY_MODEL, TINY_TRAIN, compose_cfg
+from tests.conftest import ROOT, TINY, TINY_DATA, TINY_MODEL, TINY_TRAIN, compose_cfg
 
 pytestmark = pytest.mark.slow
 SLOW, FAST = "1e-9", "0.005"  # learning rates: the first leaves the model where it started
@@ -69,3 +70,53 @@ def test_train_dpo_sweep_ranks_the_higher_heldout_accuracy_first(tiny_artifacts,
     assert (s["metric"], s["direction"]) == ("heldout_reward_accuracy", "maximize")
     best, worst = s["points"]
     assert f"train.learning_rate={FAST}" in best["overrides"] and best["result"] > worst["result"]
+
+
+def sweep_points(*overrides: str) -> list[list[str]]:
+    """Each point's task overrides as Hydra's basic sweeper forms them (the same parser, the same order)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    points = [[]]
+    for o in parsed:
+        key = o.get_key_element()
+        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+        points = [p + [f"{key}={v}"] for p in points for v in values]
+    return points
+
+
+def test_pipeline_sweep_gives_each_point_its_folder_and_returns_its_own_dpo(tiny_artifacts, tiny_prefs, tmp_path):
+    """Two points that differ in DPO's learning rate. What comes before DPO is finished once and copied into both
+    points' folders (the tests' tiny data, SFT model and pairs, and the SFT evaluation), so the sweep trains and
+    evaluates DPO only. Ranked by the held-out implicit reward accuracy: the point whose DPO did not move has no margin
+    beyond float noise (exactly 0); the one that learned has some, and ranks first."""
+    from nba_dpo.config import validate
+    from nba_dpo.evaluation.run import evaluate
+    from nba_dpo.sweep import point_name
+
+    root = tmp_path / "pipe"
+    as_list = lambda items: "[" + ",".join(f"'{i}'" for i in items) + "]"  # noqa: E731  (in a list, Hydra needs k=v quoted)
+    evaluation = ["eval.max_new_tokens=48", "eval.limit=20"]
+    overrides = ["experiment=tiny", "objective.metric=dpo_reward_accuracy", "pipeline.eval_samples=0",
+                 f"pipeline.evaluate={as_list(evaluation)}",
+                 "pipeline.train_dpo=" + ",".join(as_list([*TINY.train_dpo, f"train.learning_rate={lr}"])
+                                                  for lr in (SLOW, FAST))]
+    points = sweep_points(f"paths.artifacts={root}", *overrides)  # as sweep() passes them
+    folders = [root / point_name(num, point) for num, point in enumerate(points)]
+    first = folders[0]
+    for part in ("data", "models/sft"):
+        shutil.copytree(tiny_artifacts / part, first / part)
+    shutil.copytree(tiny_prefs[0].generate.output_dir, first / "prefs")
+    evaluate(validate(compose_cfg("evaluate", [f"paths.artifacts={first}", "eval.name=sft",
+                                               f"eval.model_path={first}/models/sft",
+                                               f"eval.pairs={first}/prefs/pairs/test.parquet",
+                                               *evaluation, *TINY_DATA, *TINY_MODEL])))
+    shutil.copytree(first, folders[1])
+    s = sweep("pipeline", root, *overrides)
+    assert (s["metric"], s["direction"]) == ("dpo_reward_accuracy", "maximize")
+    best, worst = s["points"]
+    assert f"train.learning_rate={FAST}" in " ".join(best["overrides"]) and best["result"] > worst["result"] == 0
+    for folder, point in zip(folders, sorted(s["points"], key=lambda p: p["job"])):  # each point, its own folder
+        summary = json.loads((folder / "report" / "summary.json").read_text())
+        assert summary["preferences"]["dpo"]["implicit_reward_accuracy"] == point["result"]
+        assert set(summary["timings_s"]) == {"train_dpo", "evaluate_dpo"}  # the copied stages were skipped

@@ -196,7 +196,8 @@ def write_pipeline_report(art: str, db_path: str, rounds: list[dict], controls: 
            [r["eval"] for r in rounds] if storage.exists(f"{art}/eval/{n}_val/metrics.json")}
     prefs = [storage.read_json(f"{r['prefs']}/summary.json") for r in rounds]
     histories = {PurePosixPath(r["model"]).name: storage.read_json(f"{r['model']}/log_history.json") for r in rounds}
-    chosen, why = choose_round(rounds, val) if len(val) == len(rounds) + 1 else (rounds[-1], "the last round")
+    chosen, why = choose_round(rounds, val) if len(val) == len(rounds) + 1 else \
+        (rounds[-1], "the only round" if len(rounds) == 1 else "the last round")
     dpo = chosen["eval"]
     preds = {n: _predictions(art, n) for n in names}
     duels = {f"{dpo} vs sft": head_to_head(preds[dpo], preds["sft"])}
