@@ -10,6 +10,11 @@ model, each evaluated greedily on the test split:
   dpo_short      the same loss, trained less: 1 epoch at lr 1e-4 instead of 5 at 5e-4 (less pull towards wrong labels)
   dpo_pref       the preference term alone (sigmoid, beta 0.1), no NLL term on possibly wrong chosen answers
   dpo_apo        TRL's apo_zero (beta 0.1): pushes chosen up and rejected down in absolute terms
+  dpo_norm_short dpo_short with the preference term per token (TRL's sigmoid_norm, beta 30: about the summed
+                 term's scale at the demo's 30-40 completion tokens): long and short pairs weigh the same
+  dpo_distinct_short  dpo_short on the consensus pairs whose SQL differ in at least 4 tokens (pairs.min_token_edits)
+  dpo_round2_short    on-policy: the preset's round 2 (pipeline.rounds=2), sampled with the round-1 DPO model on the
+                 pool's next 1,000 prompts and trained from it; the pipeline's seed (0) only
   dpo_votes5     DPO + NLL on consensus pairs of at least 5 agreeing samples of 8 (fewer, surer pairs)
   dpo_learned    DPO + NLL, with a learned reward model choosing within the agreeing group (score=learned)
   dpo_rm         DPO + NLL on the learned reward model's best over its worst candidate, no consensus
@@ -20,7 +25,8 @@ questions, which have gold SQL. The seed is the training seed; pairs and their t
 step is a `python -m jobs.<stage>` command, skipped when its output exists, so a stopped study resumes.
 
     python benchmarks/label_free_study.py --artifacts artifacts/demo_unlabelled --seeds 0 1 \
-        --arms rft rft_short dpo dpo_short dpo_gold --first-seed-arms dpo_votes5 dpo_learned dpo_rm dpo_apo dpo_pref
+        --arms rft rft_short dpo dpo_short dpo_gold dpo_norm_short dpo_distinct_short \
+        --first-seed-arms dpo_votes5 dpo_learned dpo_rm dpo_apo dpo_pref dpo_round2_short
 """
 from __future__ import annotations
 
@@ -52,6 +58,9 @@ ARMS = {  # name -> (pairs folder under the root, train_dpo overrides)
     "dpo_learned": ("prefs_learned", []),
     "dpo_rm": ("prefs_rm", []),
     "dpo_gold": ("prefs_gold", []),
+    "dpo_norm_short": ("prefs", ["train.loss_type=[sigmoid_norm,sft]", "train.beta=30", *SHORT]),
+    "dpo_distinct_short": ("prefs_distinct", SHORT),
+    "dpo_round2_short": ("prefs_r2", None),  # None: the pipeline trains and evaluates it
 }
 
 
@@ -62,9 +71,10 @@ def run(stage: str, done: Path, *args: str) -> None:
     subprocess.run([sys.executable, "-m", f"jobs.{stage}", *args], check=True, cwd=ROOT)
 
 
-def prepare_pairs(root: Path) -> None:
-    """The pairs the arms beyond consensus need, from the same SFT model and (for the reward model's arms and the
-    gold arm) the same candidates, sampled again with the same seeds."""
+def prepare_pairs(root: Path, folders: set[str]) -> None:
+    """The pair sets the arms beyond consensus need, from the same SFT model and (for the reward model's arms and the
+    gold arm) the same candidates, sampled again with the same seeds; and always the gold arm's, whose labels
+    measure every pair set's quality."""
     common = [f"paths.artifacts={root}", "run_name=study"]
     sft = root / "models" / "sft"
     labelled_data = root / "labelled_data"  # the same build with the pool's gold kept, for the gold arm only
@@ -72,28 +82,38 @@ def prepare_pairs(root: Path) -> None:
     run("generate", root / "prefs_gold" / "summary.json", *common, f"generate.model_path={sft}",
         f"generate.prompts={labelled_data}/pref_prompts.parquet", "generate.limit=1000",
         f"generate.output_dir={root}/prefs_gold")
-    run("generate", root / "prefs_labelled" / "summary.json", *common, f"generate.model_path={sft}",
-        f"generate.prompts={root}/data/sft/train.parquet", "generate.limit=1000", "pairs=margin",
-        "generate.ref_logprobs=false", f"generate.output_dir={root}/prefs_labelled")
-    run("train_reward", root / "models" / "reward" / "config.json", *common, "model.max_length=512")
-    run("generate", root / "prefs_learned" / "summary.json", *common, f"generate.model_path={sft}",
-        "generate.limit=1000", "score=learned", "pairs=consensus", f"generate.output_dir={root}/prefs_learned")
+    if folders & {"prefs_learned", "prefs_rm"}:
+        run("generate", root / "prefs_labelled" / "summary.json", *common, f"generate.model_path={sft}",
+            f"generate.prompts={root}/data/sft/train.parquet", "generate.limit=1000", "pairs=margin",
+            "generate.ref_logprobs=false", f"generate.output_dir={root}/prefs_labelled")
+        run("train_reward", root / "models" / "reward" / "config.json", *common, "model.max_length=512")
+        run("generate", root / "prefs_learned" / "summary.json", *common, f"generate.model_path={sft}",
+            "generate.limit=1000", "score=learned", "pairs=consensus", f"generate.output_dir={root}/prefs_learned")
     for folder, candidates, overrides in (("prefs_rm", "prefs_learned", ["score=learned", "pairs=best_over_worst"]),
-                                          ("prefs_votes5", "prefs", ["pairs=consensus", "pairs.min_votes=5"])):
+                                          ("prefs_votes5", "prefs", ["pairs=consensus", "pairs.min_votes=5"]),
+                                          ("prefs_distinct", "prefs", ["pairs=consensus", "pairs.min_token_edits=4"])):
+        if folder not in folders:
+            continue
         if not (root / folder / "candidates").exists():  # the same candidates and scores: pairing alone differs
             shutil.copytree(root / candidates / "candidates", root / folder / "candidates")
         run("generate", root / folder / "summary.json", *common, f"generate.model_path={sft}", "generate.limit=1000",
             f"generate.output_dir={root}/{folder}", *overrides)
 
 
-# what the pipeline itself trained and evaluated (seed 0): the same commands, not run twice
-PIPELINE_ARMS = {("dpo", 0): "dpo", ("rft", 0): "nll_only"}
+# what the preset's pipeline trained and evaluated (seed 0): the same commands, not run twice
+PIPELINE_ARMS = {("dpo_short", 0): "dpo", ("rft_short", 0): "nll_only", ("dpo_round2_short", 0): "dpo_r2"}
 
 
 def train_and_evaluate(root: Path, arm: str, seed: int) -> str:
-    if (arm, seed) in PIPELINE_ARMS:
-        return PIPELINE_ARMS[arm, seed]
     prefs, overrides = ARMS[arm]
+    if overrides is None:
+        if seed != 0:
+            raise SystemExit(f"{arm} is the pipeline's own round 2: seed 0 only")
+        run("pipeline", root / "eval" / "dpo_r2" / "metrics.json", "experiment=demo_unlabelled",
+            f"paths.artifacts={root}", "pipeline.rounds=2")
+    evaluation = PIPELINE_ARMS.get((arm, seed))
+    if evaluation and (root / "eval" / evaluation / "metrics.json").exists():
+        return evaluation
     name = f"{arm}_s{seed}"
     model = root / "models" / "study" / name
     run("train_dpo", model / "config.json", f"paths.artifacts={root}", f"seed={seed}", f"run_name=study_{name}",
@@ -125,7 +145,9 @@ def label_quality(root: Path) -> dict:
             level[r["prompt_id"]] = r["difficulty"]
             any_right[r["prompt_id"]] |= r["correct"]
     out = {}
-    for folder in ("prefs", "prefs_votes5", "prefs_learned", "prefs_rm"):
+    for folder in ("prefs", "prefs_votes5", "prefs_learned", "prefs_rm", "prefs_distinct"):
+        if not (root / folder / "pairs").exists():
+            continue
         pairs = pq.read_table([root / folder / "pairs" / f"{s}.parquet" for s in ("train", "test")]).to_pylist()
         out[folder] = {"pairs": len(pairs)}
         for side in ("chosen", "rejected"):
@@ -154,8 +176,9 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "label_free_study.json"))
     a = ap.parse_args()
     root = Path(a.artifacts).resolve()
-    if any(ARMS[arm][0] != "prefs" for arm in a.arms + a.first_seed_arms):
-        prepare_pairs(root)
+    folders = {ARMS[arm][0] for arm in a.arms + a.first_seed_arms} - {"prefs", "prefs_r2"}
+    if folders:
+        prepare_pairs(root, folders)
     evaluations = {(arm, seed): train_and_evaluate(root, arm, seed) for seed in a.seeds for arm in a.arms}
     evaluations.update({(arm, a.seeds[0]): train_and_evaluate(root, arm, a.seeds[0]) for arm in a.first_seed_arms})
     sft = predictions(root, "sft")
@@ -171,7 +194,8 @@ def main() -> None:
                                    "vs_sft": versus(rows, sft), "vs_rft": versus(rows, rft) if rft else None}
     sft_metrics = json.loads((root / "eval" / "sft" / "metrics.json").read_text())
     table["sft"]["mean_tokens"] = sft_metrics["verbosity"]["mean_completion_tokens"]
-    for arm in ("prefs", "prefs_votes5", "prefs_learned", "prefs_rm", "prefs_gold", "prefs_labelled"):
+    for arm in ("prefs", "prefs_votes5", "prefs_learned", "prefs_rm", "prefs_gold", "prefs_labelled", "prefs_distinct",
+                "prefs_r2"):
         summary = root / arm / "summary.json"
         if summary.exists():
             s = json.loads(summary.read_text())
