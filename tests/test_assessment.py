@@ -50,6 +50,7 @@ def test_reported_round_is_the_best_on_validation_not_the_last():
     ("sft", "train.learning_rate=0", "train.learning_rate=0.0 is not allowed: it must be greater than 0"),
     ("evaluate", "eval.batch_size=0", "eval.batch_size=0 is not allowed"),
     ("generate", "generate.temperature=0", "generate.temperature=0.0 is not allowed"),
+    ("generate", "pairs.min_token_edits=-1", "pairs.min_token_edits=-1 is not allowed: it must be at least 0"),
     ("evaluate", "objective.direction=up", "objective.direction must be maximize or minimize"),
 ])
 def test_values_a_config_cannot_take(tmp_path, config, override, sentence):
