@@ -96,11 +96,11 @@ def test_pipeline_sweep_gives_each_point_its_folder_and_returns_its_own_dpo(tiny
 
     root = tmp_path / "pipe"
     as_list = lambda items: "[" + ",".join(f"'{i}'" for i in items) + "]"  # noqa: E731  (in a list, Hydra needs k=v quoted)
-    evaluation = ["eval.max_new_tokens=48", "eval.limit=20"]
+    evaluation = ["eval.max_new_tokens=16", "eval.limit=8"]
     overrides = ["experiment=tiny", "objective.metric=dpo_reward_accuracy", "pipeline.eval_samples=0",
                  f"pipeline.evaluate={as_list(evaluation)}",
-                 "pipeline.train_dpo=" + ",".join(as_list([*TINY.train_dpo, f"train.learning_rate={lr}"])
-                                                  for lr in (SLOW, FAST))]
+                 "pipeline.train_dpo=" + ",".join(as_list([*TINY.train_dpo, "cluster.num_workers=1",
+                                                          f"train.learning_rate={lr}"]) for lr in (SLOW, FAST))]
     points = sweep_points(f"paths.artifacts={root}", *overrides)  # as sweep() passes them
     folders = [root / point_name(num, point) for num, point in enumerate(points)]
     first = folders[0]
