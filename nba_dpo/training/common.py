@@ -131,10 +131,10 @@ def shard_dataset(config: dict, name: str):
     return datasets.Dataset.from_file(str(path))
 
 
-def check_example_lengths(trainer, shard_rows: int, max_length: int, model_path: str) -> None:
-    """Stop before training when an example of this worker's shard, as TRL tokenised it, is longer than
-    model.max_length tokens: TRL would cut it short, and drop a DPO pair whose prompt alone fills it, without a word.
-    The UserError reaches the driver as the job's one-sentence error (`run_trainer`)."""
+def too_long_examples(trainer, shard_rows: int, max_length: int, model_path: str) -> str | None:
+    """The sentence that stops the job when an example of this worker's shard, as TRL tokenised it, is longer than
+    model.max_length tokens (TRL would cut it short, and drop a DPO pair whose prompt alone fills it, without a word);
+    None when all fit."""
     import pyarrow.compute as pc
 
     from nba_dpo.models.prompts import model_context
@@ -151,12 +151,29 @@ def check_example_lengths(trainer, shard_rows: int, max_length: int, model_path:
     # (then they are measured here) or drop them from it (then they are counted as dropped): each counts once
     dropped = shard_rows - len(lengths)
     over = dropped + pc.sum(pc.greater(lengths, max_length)).as_py()
-    if over:
-        context = model_context(model_path)
-        raise UserError(
-            f"{over} of the {shard_rows} training examples of worker {trainer.args.process_index} are longer than "
+    if not over:
+        return None
+    context = model_context(model_path)
+    return (f"{over} of the {shard_rows} training examples of worker {trainer.args.process_index} are longer than "
             f"model.max_length={max_length} tokens (the longest has {pc.max(lengths).as_py()}): raise "
             f"model.max_length{f' (the model takes up to {context})' if context else ''}, or shorten the data")
+
+
+def stop_on_mistake(mistake: str | None, config: dict) -> bool:
+    """Whether any worker found a mistake in its data (a sentence, else None). If one did, rank 0 writes the first
+    such sentence to the run's mistake file, every worker ends without training, and `run_trainer` raises it in the
+    driver. Raising it here instead would make Ray Train restart the workers max_failures times (each loading the model
+    again) for a mistake that no restart fixes."""
+    import ray.train
+
+    mistakes = [mistake]
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        mistakes = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(mistakes, mistake)
+    first = next((m for m in mistakes if m), None)
+    if first and ray.train.get_context().get_world_rank() == 0:
+        storage.write_text(first, config["mistake_file"])
+    return first is not None
 
 
 class ShardDataloaders:
@@ -297,7 +314,7 @@ def run_trainer(loop: Callable[[dict], None], loop_config: dict, datasets: dict,
                 max_failures: int = 0):
     """Run `loop` on cluster.num_workers Ray Train workers, each with its shard of `datasets` (Ray Datasets by
     name); checkpoints go to <paths.artifacts>/ray_results, and a rerun with the same run name resumes from there."""
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig, WorkerGroupError
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     cluster = cfg.cluster
@@ -314,6 +331,7 @@ def run_trainer(loop: Callable[[dict], None], loop_config: dict, datasets: dict,
     trainer = TorchTrainer(
         loop, train_loop_config={"cfg": OmegaConf.to_container(cfg, resolve=True), "run_name": run_name,
                                  "tensorboard": f"{results}/{run_name}/tensorboard", "datasets": sorted(datasets),
+                                 "mistake_file": f"{results}/{run_name}/mistake.txt",
                                  **loop_config},
         datasets=datasets, dataset_config=DataConfig(execution_options=ingest),
         scaling_config=ScalingConfig(num_workers=cluster.num_workers, use_gpu=cluster.use_gpu,
@@ -323,13 +341,12 @@ def run_trainer(loop: Callable[[dict], None], loop_config: dict, datasets: dict,
                              checkpoint_config=CheckpointConfig(num_to_keep=2),
                              failure_config=FailureConfig(max_failures=max_failures)),
     )
-    try:
-        return trainer.fit()
-    except WorkerGroupError as e:  # a worker that found a mistake in the data or config stops the job with it
-        mistakes = [f for f in e.worker_failures.values() if isinstance(f, UserError)]
-        if mistakes:
-            raise mistakes[0] from None
-        raise
+    mistake_file = f"{results}/{run_name}/mistake.txt"  # written by stop_on_mistake
+    storage.delete(mistake_file)
+    result = trainer.fit()
+    if storage.exists(mistake_file):
+        raise UserError(storage.read_text(mistake_file))
+    return result
 
 
 def export_final_model(result, cfg: DictConfig, base_path: str) -> dict:

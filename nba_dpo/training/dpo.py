@@ -15,9 +15,9 @@ from trl import DPOTrainer
 
 from nba_dpo import storage
 from nba_dpo.errors import UserError
-from nba_dpo.training.common import (ShardDataloaders, check_example_lengths, export_final_model, fit_and_report,
-                                     hf_args, init_worker, load_model_for_training, lora_config, ray_run_name,
-                                     run_trainer, scratch_dir, shard_dataset)
+from nba_dpo.training.common import (ShardDataloaders, export_final_model, fit_and_report, hf_args, init_worker,
+                                     load_model_for_training, lora_config, ray_run_name, run_trainer, scratch_dir,
+                                     shard_dataset, stop_on_mistake, too_long_examples)
 
 REF_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps")
 PAIR_COLUMNS = ["prompt", "chosen", "rejected"]
@@ -91,7 +91,8 @@ def _dpo_loop(config: dict) -> None:
     trainer = StoredReferenceDPOTrainer(model=model, ref_model=None, args=args, train_dataset=train_shard,
                                         eval_dataset=held_out, processing_class=tokenizer,
                                         peft_config=lora_config(cfg))
-    check_example_lengths(trainer, len(train_shard), cfg.model.max_length, model_path)
+    if stop_on_mistake(too_long_examples(trainer, len(train_shard), cfg.model.max_length, model_path), config):
+        return
     fit_and_report(trainer, cfg, tokenizer, config["tensorboard"])
 
 

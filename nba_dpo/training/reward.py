@@ -15,9 +15,9 @@ from trl import RewardTrainer
 
 from nba_dpo import storage
 from nba_dpo.errors import UserError
-from nba_dpo.training.common import (ShardDataloaders, check_example_lengths, enough_rows_to_shard, export_final_model,
-                                     fit_and_report, hf_args, init_worker, load_model_for_training, ray_run_name,
-                                     run_trainer, scratch_dir, shard_dataset)
+from nba_dpo.training.common import (ShardDataloaders, enough_rows_to_shard, export_final_model, fit_and_report,
+                                     hf_args, init_worker, load_model_for_training, ray_run_name, run_trainer,
+                                     scratch_dir, shard_dataset, stop_on_mistake, too_long_examples)
 
 PAIR_COLUMNS = ["question", "chosen", "rejected"]
 
@@ -50,7 +50,8 @@ def _reward_loop(config: dict) -> None:
                                     pad_token_id=tokenizer.pad_token_id)
     trainer = ShardRewardTrainer(model=model, args=args, train_dataset=pairs, eval_dataset=held_out,
                                  processing_class=tokenizer)
-    check_example_lengths(trainer, len(pairs), cfg.model.max_length, model_path)
+    if stop_on_mistake(too_long_examples(trainer, len(pairs), cfg.model.max_length, model_path), config):
+        return
     fit_and_report(trainer, cfg, tokenizer, config["tensorboard"])
 
 

@@ -13,9 +13,9 @@ from nba_dpo import storage
 from nba_dpo.data.dataset import completion_text
 from nba_dpo.errors import UserError
 from nba_dpo.models.prompts import build_prompt
-from nba_dpo.training.common import (ShardDataloaders, check_example_lengths, enough_rows_to_shard, export_final_model,
-                                     fit_and_report, hf_args, init_worker, load_model_for_training, lora_config,
-                                     ray_run_name, run_trainer, scratch_dir, shard_dataset)
+from nba_dpo.training.common import (ShardDataloaders, enough_rows_to_shard, export_final_model, fit_and_report,
+                                     hf_args, init_worker, load_model_for_training, lora_config, ray_run_name,
+                                     run_trainer, scratch_dir, shard_dataset, stop_on_mistake, too_long_examples)
 
 COLUMNS = ["question", "schema", "reasoning", "sql"]  # what an instruction row contributes to an example
 
@@ -114,7 +114,8 @@ def _sft_loop(config: dict) -> None:
     trainer = (ShardSFTTrainer if cfg.cluster.use_gpu else CPUSFTTrainer)(
         model=model, args=args, train_dataset=examples, eval_dataset=val, processing_class=tokenizer,
         peft_config=lora_config(cfg))
-    check_example_lengths(trainer, len(examples), cfg.model.max_length, model_path)
+    if stop_on_mistake(too_long_examples(trainer, len(examples), cfg.model.max_length, model_path), config):
+        return
     if cfg.train.pack_batches:
         pack_rows(trainer, cfg.model.max_length)
     fit_and_report(trainer, cfg, tokenizer, config["tensorboard"])
