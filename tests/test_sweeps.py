@@ -37,7 +37,8 @@ def sweep(job: str, artifacts, *overrides: str) -> dict:
 
 def test_sft_sweep_ranks_the_lower_validation_loss_first(tiny_artifacts):
     s = sweep("sft", tiny_artifacts, f"train.learning_rate={SLOW},{FAST}", "run_name=sweep_sft",
-              "train.output_dir=${paths.artifacts}/models/sweep_sft", *TINY_DATA, *TINY_MODEL, *TINY_TRAIN)
+              "train.output_dir=${paths.artifacts}/models/sweep_sft", *TINY_DATA, *TINY_MODEL, *TINY_TRAIN,
+              "cluster.num_workers=1")  # the ranking, not the scale-out (the stage tests train on two workers)
     assert (s["metric"], s["direction"]) == ("val_loss", "minimize")
     best, worst = s["points"]
     assert f"train.learning_rate={FAST}" in best["overrides"] and best["result"] < worst["result"]
@@ -66,7 +67,7 @@ def test_train_dpo_sweep_ranks_the_higher_heldout_accuracy_first(tiny_artifacts,
     s = sweep("train_dpo", tiny_artifacts, f"train.learning_rate={SLOW},{FAST}", "run_name=sweep_dpo",
               f"train.pairs={handmade_pairs}/train.parquet", f"train.eval_pairs={handmade_pairs}/test.parquet",
               "train.output_dir=${paths.artifacts}/models/sweep_dpo", *TINY_MODEL, "train.max_steps=6",
-              "train.save_steps=6", "train.per_device_batch_size=8")
+              "train.save_steps=6", "train.per_device_batch_size=8", "cluster.num_workers=1")
     assert (s["metric"], s["direction"]) == ("heldout_reward_accuracy", "maximize")
     best, worst = s["points"]
     assert f"train.learning_rate={FAST}" in best["overrides"] and best["result"] > worst["result"]
