@@ -67,7 +67,8 @@ def test_train_dpo_sweep_ranks_the_higher_heldout_accuracy_first(tiny_artifacts,
     s = sweep("train_dpo", tiny_artifacts, f"train.learning_rate={SLOW},{FAST}", "run_name=sweep_dpo",
               f"train.pairs={handmade_pairs}/train.parquet", f"train.eval_pairs={handmade_pairs}/test.parquet",
               "train.output_dir=${paths.artifacts}/models/sweep_dpo", *TINY_MODEL, "train.max_steps=6",
-              "train.save_steps=6", "train.per_device_batch_size=8", "cluster.num_workers=1")
+              "train.save_steps=6", "train.per_device_batch_size=8", "cluster.num_workers=1",
+              "train.reference=model")  # the base model as TRL's reference: no Ray Data pass per point to precompute it
     assert (s["metric"], s["direction"]) == ("heldout_reward_accuracy", "maximize")
     best, worst = s["points"]
     assert f"train.learning_rate={FAST}" in best["overrides"] and best["result"] > worst["result"]
