@@ -321,6 +321,7 @@ def run_trainer(loop: Callable[[dict], None], loop_config: dict, datasets: dict,
     resources = {"CPU": cluster.cpus_per_worker, **({"GPU": cluster.gpus_per_worker} if cluster.use_gpu else {}),
                  **(cluster.resources or {})}
     results = f"{cfg.paths.artifacts}/ray_results"
+    mistake_file = f"{results}/{run_name}/mistake.txt"  # written by stop_on_mistake, read here after the run
     fs, path = storage.filesystem(results)
     # the same rows reach the same worker in the same order on every run: the shards are Ray Data's split of an
     # ordered stream, so training is reproducible for a seed
@@ -331,7 +332,7 @@ def run_trainer(loop: Callable[[dict], None], loop_config: dict, datasets: dict,
     trainer = TorchTrainer(
         loop, train_loop_config={"cfg": OmegaConf.to_container(cfg, resolve=True), "run_name": run_name,
                                  "tensorboard": f"{results}/{run_name}/tensorboard", "datasets": sorted(datasets),
-                                 "mistake_file": f"{results}/{run_name}/mistake.txt",
+                                 "mistake_file": mistake_file,
                                  **loop_config},
         datasets=datasets, dataset_config=DataConfig(execution_options=ingest),
         scaling_config=ScalingConfig(num_workers=cluster.num_workers, use_gpu=cluster.use_gpu,
@@ -341,7 +342,6 @@ def run_trainer(loop: Callable[[dict], None], loop_config: dict, datasets: dict,
                              checkpoint_config=CheckpointConfig(num_to_keep=2),
                              failure_config=FailureConfig(max_failures=max_failures)),
     )
-    mistake_file = f"{results}/{run_name}/mistake.txt"  # written by stop_on_mistake
     storage.delete(mistake_file)
     result = trainer.fit()
     if storage.exists(mistake_file):
