@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Set up .venv (first run: a few minutes) and run the test suite. Extra arguments go to pytest.
+# Set up .venv (first run: a few minutes) and run the test suite. Arguments go to pytest instead of the default.
+# The default runs two pytest-xdist workers: a quarter of a serial run's time leaves the CPUs idle (Ray's timeouts
+# and heartbeats, single-threaded imports), which the second worker fills; tests that share a costly fixture stay on
+# one worker (tests/conftest.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup_env.sh
-python -m pytest "${@:--q}"
+if [ $# -eq 0 ]; then set -- -q -n 2 --dist loadgroup; fi
+python -m pytest "$@"
