@@ -14,12 +14,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
-    """scripts/test.sh runs the suite on two pytest-xdist workers (`--dist loadgroup`): the tests that share a costly
-    fixture go to one worker, which builds it once: the tiny model and its pairs, the two-node cluster."""
+    """scripts/test.sh runs the suite on two pytest-xdist workers (`--dist loadgroup`): the tests of every module that
+    use the tiny model or its pairs go to one worker, which builds them once. (test_multinode.py groups its own.)"""
     for item in items:
-        if item.module.__name__.endswith("test_multinode"):
-            item.add_marker(pytest.mark.xdist_group("multinode"))
-        elif {"tiny_artifacts", "tiny_prefs"} & set(item.fixturenames):
+        if {"tiny_artifacts", "tiny_prefs"} & set(item.fixturenames):
             item.add_marker(pytest.mark.xdist_group("tiny"))
 
 

@@ -1,6 +1,6 @@
 """The seed's entry point: setup() validates and returns the configuration; execute() runs the whole pipeline (tiny
-settings, real stages as subprocesses) and returns the summary; a second execute() skips every finished stage; and `python -m jobs.pipeline` with the same
-overrides and `pipeline.rounds=2` skips round 1 and adds round 2 only."""
+settings, real stages as subprocesses) and returns the summary; a second execute() skips every finished stage; and
+`python -m jobs.pipeline` with the same overrides and `pipeline.rounds=2` skips round 1 and adds round 2 only."""
 import json
 import subprocess
 import sys
