@@ -14,11 +14,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
-    """scripts/test.sh runs the suite on two pytest-xdist workers (`--dist loadgroup`): the tests of every module that
-    use the tiny model or its pairs go to one worker, which builds them once. (test_multinode.py groups its own.)"""
+    """scripts/test.sh runs the suite on two pytest-xdist workers (`--dist loadgroup --no-loadscope-reorder`): the
+    tests of every module that use the tiny model or its pairs go to one worker, which builds them once
+    (test_multinode.py groups its own). The three longest units come first, in an order that gives the first worker
+    the tiny group and the second the pipeline test and the two-node group (a worker with two tests or fewer
+    pending takes the next unit); short modules fill in behind whichever finishes first."""
     for item in items:
         if {"tiny_artifacts", "tiny_prefs"} & set(item.fixturenames):
             item.add_marker(pytest.mark.xdist_group("tiny"))
+    first = ["tiny", "test_implement_rec_047.py", "multinode"]
+
+    def rank(item) -> int:
+        groups = [m.args[0] for m in item.iter_markers("xdist_group")] + [item.path.name]
+        return next((first.index(g) for g in groups if g in first), len(first))
+
+    items.sort(key=rank)  # stable: the collection order within each unit and among the rest
 
 
 @pytest.fixture(scope="session")

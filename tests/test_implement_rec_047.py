@@ -23,9 +23,18 @@ def test_setup(tmp_path):
         bad.setup()
 
 
+@pytest.fixture
+def own_ray():
+    """The pipeline starts Ray in this process for its stages: stopped after the test, not left running beside the
+    tests that follow on this pytest worker."""
+    yield
+    import ray
+
+    ray.shutdown()
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(1200)  # two rounds of the pipeline: about 8 minutes alone, more beside another pytest worker
-def test_execution(tmp_path):
+def test_execution(tmp_path, own_ray):
     job = ImplementCreateAndFinetuneWithPreferenceDatasets(artifacts=str(tmp_path / "rec"))
     job.setup()
     result = job.execute()

@@ -23,7 +23,6 @@ from tests.conftest import TINY_DATA, TINY_MODEL
 from tests.servers import SECRET_KEY, RayCluster, unshare_permitted, wait_for
 
 pytestmark = [pytest.mark.slow,
-              pytest.mark.timeout(1200),  # the first test sets up the whole pipeline on the cluster (7 minutes or more)
               pytest.mark.xdist_group("multinode"),  # one worker: one cluster, one pipeline run for every test here
               pytest.mark.skipif(not unshare_permitted(), reason="`unshare --mount` is not permitted here (it needs "
                                  "root): there is no second node that cannot see this disk")]
