@@ -16,16 +16,17 @@ ROOT = Path(__file__).resolve().parents[1]
 def pytest_collection_modifyitems(items):
     """scripts/test.sh runs the suite on two pytest-xdist workers (`--dist loadgroup --no-loadscope-reorder`): the
     tests of every module that use the tiny model or its pairs go to one worker, which builds them once
-    (test_multinode.py groups its own). The three longest units come first, in an order that gives the first worker
-    the tiny group and the second the pipeline test and the two-node group (a worker with two tests or fewer
-    pending takes the next unit); short modules fill in behind whichever finishes first."""
+    (the pipeline test and test_multinode.py declare their own groups). The three longest groups come first, in an
+    order that gives the first worker the tiny group and the second the pipeline test and the two-node group (a
+    worker with two tests or fewer pending takes the next unit); short modules fill in behind whichever finishes
+    first."""
     for item in items:
         if {"tiny_artifacts", "tiny_prefs"} & set(item.fixturenames):
             item.add_marker(pytest.mark.xdist_group("tiny"))
-    first = ["tiny", "test_implement_rec_047.py", "multinode"]
+    first = ["tiny", "pipeline", "multinode"]
 
     def rank(item) -> int:
-        groups = [m.args[0] for m in item.iter_markers("xdist_group")] + [item.path.name]
+        groups = [m.args[0] for m in item.iter_markers("xdist_group")]
         return next((first.index(g) for g in groups if g in first), len(first))
 
     items.sort(key=rank)  # stable: the collection order within each unit and among the rest

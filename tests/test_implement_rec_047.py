@@ -34,6 +34,7 @@ def own_ray():
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("pipeline")  # a unit of its own, scheduled before the two-node group (tests/conftest.py)
 def test_execution(tmp_path, own_ray):
     job = ImplementCreateAndFinetuneWithPreferenceDatasets(artifacts=str(tmp_path / "rec"))
     job.setup()
