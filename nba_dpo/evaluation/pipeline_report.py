@@ -77,6 +77,10 @@ def _plot_rewards(histories: dict, path: str) -> None:
     _save(fig, path)
 
 
+def _sampled(evals: dict) -> bool:
+    return any(m.get("pass_at_k") for m in evals.values())
+
+
 def _plot_pass_at_k(evals: dict, path: str) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.3))
     for name, m in evals.items():
@@ -229,7 +233,8 @@ def write_pipeline_report(art: str, db_path: str, rounds: list[dict], controls: 
     _plot_accuracy(evals, f"{out}/ex_before_after.png")
     _plot_lengths(art, names, f"{out}/completion_lengths.png")
     _plot_rewards(histories, f"{out}/dpo_rewards.png")
-    _plot_pass_at_k(evals, f"{out}/pass_at_k.png")
+    if _sampled(evals):  # greedy-only evaluations (pipeline.eval_samples=0) have no pass@k to draw
+        _plot_pass_at_k(evals, f"{out}/pass_at_k.png")
     _plot_win_rates(duels, f"{out}/win_rate.png")
     _plot_verbosity({n: evals[n] for n in names}, f"{out}/verbosity.png")
     storage.write_text("\n".join(_report_lines(names, evals, summary, prefs, examples, dpo)), f"{out}/report.md")
@@ -325,7 +330,7 @@ def _report_lines(names: list[str], evals: dict, summary: dict, prefs: list[dict
               f"no pair: {prefs[-1]['no_pair_reasons']}.", "",
               "Stage timings (s): " + ", ".join(f"{k} {v}" for k, v in summary["timings_s"].items()), "",
               "![accuracy](ex_before_after.png)", "![win rate](win_rate.png)", "![verbosity](verbosity.png)",
-              "![lengths](completion_lengths.png)", "![rewards](dpo_rewards.png)", "![pass@k](pass_at_k.png)", "",
-              "## Examples", ""]
+              "![lengths](completion_lengths.png)", "![rewards](dpo_rewards.png)",
+              *(["![pass@k](pass_at_k.png)"] if _sampled(evals) else []), "", "## Examples", ""]
     lines += _examples_markdown(examples, "sft", dpo)
     return lines
