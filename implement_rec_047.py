@@ -20,6 +20,8 @@ class ImplementCreateAndFinetuneWithPreferenceDatasets:
     """Create a preference dataset and fine-tune with DPO: build_data -> sft -> generate -> train_dpo -> evaluate."""
 
     def __init__(self, artifacts: str = "artifacts/rec047", tiny: bool = True, overrides: list[str] | None = None):
+        """`overrides`: of the pipeline's config, as `python -m jobs.pipeline` takes them; what every stage should get
+        goes in `pipeline.common=[...]`, what one stage should get in `pipeline.<stage>=[...]`."""
         self.artifacts, self.tiny, self.overrides = str(artifacts), tiny, list(overrides or [])
         self.config, self.pipeline_overrides = None, None
 
@@ -30,15 +32,16 @@ class ImplementCreateAndFinetuneWithPreferenceDatasets:
                 raise UserError(f"{module} is not installed: run scripts/setup_env.sh")
         if shutil.which("gcc") is None and shutil.which("cc") is None:
             raise UserError("no C compiler: DeepSpeed builds its CPU ops with gcc")
+        from nba_dpo.pipeline import stage_common
+
         # the same run from a shell: python -m jobs.pipeline <pipeline_overrides>
         self.pipeline_overrides = [*(["experiment=tiny"] if self.tiny else []), f"paths.artifacts={self.artifacts}",
                                    *self.overrides]
         self.config = compose("pipeline", self.pipeline_overrides)
-        stages = self.config.pipeline
-        base = [f"paths.artifacts={self.artifacts}", *self.overrides, *stages.common]
+        stages, common = self.config.pipeline, stage_common(self.config)
         for name, config_name in (("build_data", "config"), ("sft", "sft"), ("generate", "generate"),
                                   ("train_dpo", "train_dpo"), ("evaluate", "evaluate")):
-            validate(compose(config_name, base + list(stages[name])))
+            validate(compose(config_name, common + list(stages[name])))
         return self.config
 
     def execute(self) -> dict:

@@ -46,6 +46,13 @@ CONTROLS = {  # name -> train_dpo overrides: the same pairs from the same SFT mo
 }
 
 
+def stage_common(cfg: DictConfig) -> list[str]:
+    """The overrides every stage gets: the pipeline's root, seed and run name, then `pipeline.common`. Nothing else
+    of the pipeline's own config reaches a stage (per-stage settings go in `pipeline.<stage>`)."""
+    return [f"paths.artifacts={cfg.paths.artifacts}", f"seed={cfg.seed}", f"run_name={cfg.run_name}",
+            *cfg.pipeline.common]
+
+
 def run_pipeline(cfg: DictConfig) -> dict:
     pipeline = cfg.pipeline
     art = cfg.paths.artifacts
@@ -55,7 +62,7 @@ def run_pipeline(cfg: DictConfig) -> dict:
     published = lambda model: f"{model}/{storage.MARKER}"  # noqa: E731
     timings_file = f"{art}/report/timings.json"
     timings = storage.read_json(timings_file) if storage.exists(timings_file) else {}
-    common = [f"paths.artifacts={art}", f"seed={cfg.seed}", f"run_name={cfg.run_name}", *pipeline.common]
+    common = stage_common(cfg)
     shared_env = functools.cache(lambda: _shared_ray_env(cfg))  # Ray starts with the first stage that runs
 
     def run(stage, extra, done, key):

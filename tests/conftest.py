@@ -15,15 +15,16 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
     """scripts/test.sh runs the suite on two pytest-xdist workers (`--dist loadgroup --no-loadscope-reorder`): the
-    tests of every module that use the tiny model or its pairs go to one worker, which builds them once
-    (the pipeline test and test_multinode.py declare their own groups). The three longest groups come first, in an
-    order that gives the first worker the tiny group and the second the pipeline test and the two-node group (a
-    worker with two tests or fewer pending takes the next unit); short modules fill in behind whichever finishes
-    first."""
+    tests that use the tiny model or its pairs go to one worker, which builds them once, and the tests that use the
+    two-node cluster to one worker, which starts it and runs the pipeline on it once. These two groups, the longest
+    units, come first, so that each worker takes one (a worker with two tests or fewer pending takes the next unit);
+    short modules fill in behind whichever finishes first."""
     for item in items:
         if {"tiny_artifacts", "tiny_prefs"} & set(item.fixturenames):
             item.add_marker(pytest.mark.xdist_group("tiny"))
-    first = ["tiny", "pipeline", "multinode"]
+        if "two_nodes" in item.fixturenames:
+            item.add_marker(pytest.mark.xdist_group("multinode"))
+    first = ["tiny", "multinode"]
 
     def rank(item) -> int:
         groups = [m.args[0] for m in item.iter_markers("xdist_group")]
@@ -122,3 +123,49 @@ def bucket(s3_server, request) -> str:
     import re
 
     return f"{s3_server.bucket}/{re.sub(r'[^a-z0-9-]', '-', request.node.name.lower())}"
+
+
+PIN = "cluster.resources={node_b: 1}"  # every Train worker and Ray Data actor on node B of `two_nodes`
+
+
+@pytest.fixture(scope="session")
+def two_nodes(s3_server, tmp_path_factory):
+    """A real two-node Ray cluster on this machine (tests/servers.py). Node B runs in a mount namespace of its own,
+    with empty tmpfs folders over the head's local artifacts folder (`.local`) and over the node cache
+    (NBA_DPO_CACHE_DIR, `.cache`): it cannot see the head's disk, as a second machine could not."""
+    from tests.servers import RayCluster, unshare_permitted
+
+    if not unshare_permitted():
+        pytest.skip("`unshare --mount` is not permitted here (it needs root): there is no second node that cannot "
+                    "see this disk")
+    root = tmp_path_factory.mktemp("cluster")
+    local, cache = root / "local", root / "cache"
+    env = {**os.environ, "NBA_DPO_CACHE_DIR": str(cache),
+           # the head declares a node dead after ~3 s without an answer, not 30
+           "RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
+    c = RayCluster(root, env, head_cpus=1)
+    try:
+        c.add_node("node_b", cpus=3, hidden=[local, cache])
+        c.local, c.cache = local, cache
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture(scope="session")
+def two_node_pipeline(two_nodes, s3_server, tmp_path_factory):
+    """The seed's entry point (implement_rec_047.py) on `two_nodes`: the tiny pipeline with paths.artifacts=
+    s3://<bucket>/multinode/run, this process its driver on the head (as under ray job submit), every stage's Train
+    workers and Ray Data actors pinned to node B. (entry point, execute()'s result, the driver's folder)"""
+    from implement_rec_047 import ImplementCreateAndFinetuneWithPreferenceDatasets
+
+    pinned = ",".join(f'"{o}"' for o in [*TINY.common, PIN])
+    # greedy evaluation only: the sampled pass@k is the same path once more (test_sft_eval_e2e.py runs it)
+    entry = ImplementCreateAndFinetuneWithPreferenceDatasets(
+        artifacts=f"{s3_server.bucket}/multinode/run", overrides=[f"pipeline.common=[{pinned}]",
+                                                                 "pipeline.eval_samples=0"])
+    entry.setup()
+    cwd = tmp_path_factory.mktemp("driver")
+    with two_nodes.driver(cwd):
+        result = entry.execute()
+    return entry, result, cwd

