@@ -10,12 +10,15 @@ volume) or an object store (`s3://bucket/run`, `gs://bucket/run`). Nothing else 
   is fetched once per node and content (every file's size and mtime) into a node-local cache, under a file lock,
   so that two actors of one node fetch it once between them. Local and shared paths are used where they are.
 - S3's endpoint and credentials come from the standard AWS variables and files only (`AWS_ENDPOINT_URL`,
-  `AWS_ACCESS_KEY_ID`, `AWS_REGION`, `~/.aws`, instance profiles), resolved in each process, never stored.
+  `AWS_ACCESS_KEY_ID`, `AWS_REGION`, `~/.aws`, instance profiles), GCS's from Google's
+  (`GOOGLE_APPLICATION_CREDENTIALS`, the metadata server; `STORAGE_EMULATOR_HOST` for an emulator), resolved in each
+  process, never stored.
 - A failing storage call becomes a `StorageError`, one sentence naming the object, after pyarrow's bounded retries.
 """
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
 import functools
 import hashlib
@@ -38,6 +41,7 @@ from nba_dpo.errors import UserError
 MARKER = "_SUCCESS"          # written last into every published folder
 CHUNK = 16 << 20             # bytes per read/write when copying between filesystems
 S3_ATTEMPTS = 5              # pyarrow's standard retry strategy (exponential back-off) per request
+GCS_RETRY_S = 30             # how long GCS's client retries a failing request
 ROW_GROUP_ROWS = 4096        # Ray Data reads a row group as one block: small groups keep a reader's memory flat
 
 
@@ -59,6 +63,16 @@ def _object_store(scheme: str) -> pafs.FileSystem:
                                  region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
                                  retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=S3_ATTEMPTS),
                                  connect_timeout=5, request_timeout=60)
+    if scheme == "gs":
+        # credentials as Google's libraries find them (GOOGLE_APPLICATION_CREDENTIALS, the metadata server); an
+        # emulator through STORAGE_EMULATOR_HOST, the variable those libraries and gcloud read (pyarrow reads none)
+        retry = datetime.timedelta(seconds=GCS_RETRY_S)
+        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        if emulator:
+            scheme_, _, host = emulator.rpartition("://")
+            return pafs.GcsFileSystem(anonymous=True, scheme=scheme_ or "http", endpoint_override=host,
+                                      retry_time_limit=retry)
+        return pafs.GcsFileSystem(retry_time_limit=retry)
     return pafs.FileSystem.from_uri(f"{scheme}://")[0]
 
 
@@ -248,7 +262,9 @@ def delete(uri: str) -> None:
         elif info.type == pafs.FileType.Directory:
             if fs.get_file_info(f"{path}/{MARKER}").type == pafs.FileType.File:
                 fs.delete_file(f"{path}/{MARKER}")
-            fs.delete_dir(path)
+            fs.delete_dir_contents(path, missing_dir_ok=True)
+            if fs.get_file_info(path).type == pafs.FileType.Directory:  # on GCS a folder was its objects' prefix
+                fs.delete_dir(path)
 
 
 @contextlib.contextmanager

