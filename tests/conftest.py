@@ -1,3 +1,4 @@
+import contextlib
 import os
 from pathlib import Path
 
@@ -98,6 +99,19 @@ def tiny_prefs(tiny_artifacts):
     return cfg, generate_preferences(cfg)
 
 
+@contextlib.contextmanager
+def serving(server):
+    """`server.env` in this process's environment (and so in every process it starts) while the block runs; then
+    the server stopped and the environment as it was."""
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            for key, value in server.env.items():
+                env.setenv(key, value)
+            yield
+    finally:
+        server.stop()
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """A real S3 server (SeaweedFS) on 127.0.0.1 for the session, reached through the standard AWS variables only,
@@ -106,15 +120,8 @@ def s3_server(tmp_path_factory):
 
     server = S3Server(tmp_path_factory.mktemp("s3")).start()
     server.bucket = server.create_bucket("nba-dpo-tests")  # one bucket: SeaweedFS gives each its own volumes
-    saved = {k: os.environ.get(k) for k in server.env}
-    os.environ.update(server.env)
-    yield server
-    server.stop()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with serving(server):
+        yield server
 
 
 @pytest.fixture(scope="session")
@@ -123,14 +130,8 @@ def gcs_server(tmp_path_factory):
     from tests.servers import GcsServer
 
     server = GcsServer(tmp_path_factory.mktemp("gcs"), bucket="nba-dpo-tests")
-    saved = os.environ.get("STORAGE_EMULATOR_HOST")
-    os.environ.update(server.env)
-    yield server
-    server.stop()
-    if saved is None:
-        os.environ.pop("STORAGE_EMULATOR_HOST", None)
-    else:
-        os.environ["STORAGE_EMULATOR_HOST"] = saved
+    with serving(server):
+        yield server
 
 
 @pytest.fixture

@@ -153,8 +153,7 @@ def test_a_stage_on_gcs(gcs_server, tmp_path):
     """build_data with its root on gs://, reaching the emulator through STORAGE_EMULATOR_HOST only."""
     root = f"{gcs_server.bucket}/stage"
     proc = subprocess.run([sys.executable, "-m", "jobs.build_data", f"paths.artifacts={root}", *TINY_DATA],
-                          cwd=tmp_path, env={**os.environ, **gcs_server.env}, capture_output=True, text=True,
-                          timeout=300)
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert storage.read_json(f"{root}/data/manifest.json")
     assert storage.parquet_metadata(f"{root}/data/sft/train.parquet").num_rows == 400
