@@ -134,12 +134,17 @@ def gcs_server(tmp_path_factory):
         yield server
 
 
-@pytest.fixture
-def bucket(s3_server, request) -> str:
-    """A fresh prefix of the session's bucket for one test: s3://nba-dpo-tests/<test name>."""
+def fresh_prefix(server, request) -> str:
+    """A fresh prefix of a session server's bucket for one test: <bucket>/<test name>."""
     import re
 
-    return f"{s3_server.bucket}/{re.sub(r'[^a-z0-9-]', '-', request.node.name.lower())}"
+    return f"{server.bucket}/{re.sub(r'[^a-z0-9-]', '-', request.node.name.lower())}"
+
+
+@pytest.fixture
+def bucket(s3_server, request) -> str:
+    """A fresh prefix of the session's S3 bucket for one test: s3://nba-dpo-tests/<test name>."""
+    return fresh_prefix(s3_server, request)
 
 
 PIN = "cluster.resources={node_b: 1}"  # every Train worker and Ray Data actor on node B of `two_nodes`

@@ -12,14 +12,12 @@ import pyarrow.fs as pafs
 import pytest
 
 from nba_dpo import storage
-from tests.conftest import ROOT, TINY_DATA
+from tests.conftest import ROOT, TINY_DATA, fresh_prefix
 
 
 def prefix_on(kind: str, request) -> str:
     """A fresh prefix for one test on the session's S3 server or GCS emulator."""
-    if kind == "gs":
-        return f"{request.getfixturevalue('gcs_server').bucket}/{request.node.name.split('[')[0]}"
-    return request.getfixturevalue("bucket")
+    return fresh_prefix(request.getfixturevalue("gcs_server" if kind == "gs" else "s3_server"), request)
 
 
 @pytest.fixture(params=["local", "s3", "gs"])
