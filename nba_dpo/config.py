@@ -196,6 +196,8 @@ class Cluster:
     use_gpu: bool = MISSING
     cpus_per_worker: int = MISSING
     gpus_per_worker: int = MISSING
+    data_block_mib: int = MISSING
+    data_memory_mib: int = MISSING
     resources: Optional[dict[str, float]] = MISSING
 
 
@@ -418,6 +420,7 @@ RANGES = [
     *((group, key, lambda v: v >= 1, _COUNT) for group in ("generate", "eval")
       for key in ("max_model_len", "tensor_parallel_size")),
     ("cluster", "num_workers", lambda v: v >= 1, _COUNT), ("cluster", "cpus_per_worker", lambda v: v >= 1, _COUNT),
+    ("cluster", "data_block_mib", lambda v: v >= 1, _COUNT), ("cluster", "data_memory_mib", lambda v: v >= 1, _COUNT),
     ("deepspeed", "stage", lambda v: v in (0, 2, 3), "0, 2 or 3"),
     ("deepspeed", "max_live_parameters", lambda v: v >= 1, _COUNT),
     ("pairs", "test_fraction", lambda v: 0 <= v < 1, "at least 0 and below 1"),

@@ -40,7 +40,14 @@ def check(cfg: DictConfig) -> None:
         if cpus is not None and cluster.num_workers * cluster.cpus_per_worker >= cpus:
             raise UserError(f"cluster.num_workers={cluster.num_workers} x cluster.cpus_per_worker="
                             f"{cluster.cpus_per_worker} needs more than the {cpus} CPUs of the local Ray cluster, "
-                            "which keeps one for Ray Data's reads")
+                            "which keeps one for Ray Data's tasks")
+        gen = cfg.get("generate")
+        if cpus is not None and gen is not None and not cluster.use_gpu:
+            engines = gen.concurrency * ((gen.get("tensor_parallel_size") or 1) if gen.backend == "vllm" else 1)
+            if engines >= cpus:  # the prompts' repartition tasks would wait for a CPU the generators never free
+                raise UserError(f"generate.concurrency={gen.concurrency} generators take {engines} of the {cpus} CPUs "
+                                "of the local Ray cluster, which keeps one for Ray Data's tasks: lower "
+                                "generate.concurrency or raise cluster.num_cpus")
     for stage in ("generate", "eval"):
         if stage in cfg and cfg[stage].backend == "vllm":
             _check_vllm(cfg, stage)

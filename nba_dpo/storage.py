@@ -146,6 +146,15 @@ def read_table(uri: str, **kwargs) -> pa.Table:
         return pq.read_table(path, filesystem=fs, **kwargs)
 
 
+def iter_row_groups(uri: str, columns: list[str] | None = None) -> Iterator[pa.Table]:
+    """One Parquet file, a row group at a time: for a file too large to hold."""
+    fs, path = filesystem(uri)
+    with _errors("read", uri), fs.open_input_file(path) as f:
+        reader = pq.ParquetFile(f)
+        for group in range(reader.num_row_groups):
+            yield reader.read_row_group(group, columns=columns)
+
+
 def parquet_metadata(uri: str) -> pq.FileMetaData:
     """A Parquet file's footer: row count, schema and per-column statistics, without reading the data."""
     fs, path = filesystem(uri)

@@ -58,6 +58,19 @@ def test_vllm_tokenizer_stages_follow_the_cluster():
         validate(compose("generate", ["generate=vllm", "generate.tokenizer_stages=true", "cluster.num_cpus=3"]))
 
 
+def test_generators_leave_a_cpu_for_ray_data():
+    """The generate stage streams its prompts to the generators: the repartition tasks between them need a CPU, so
+    generators holding every CPU of the local Ray would wait forever. Stopped before Ray starts, with the fix."""
+    from nba_dpo.config import validate
+    from nba_dpo.errors import UserError
+
+    assert validate(compose("generate", ["generate.concurrency=2", "cluster.num_cpus=3"]))
+    with pytest.raises(UserError, match="generate.concurrency=3 generators take 3 of the 3 CPUs .* lower "
+                                        "generate.concurrency or raise cluster.num_cpus"):
+        validate(compose("generate", ["generate.concurrency=3", "cluster.num_cpus=3"]))
+    assert validate(compose("generate", ["generate.concurrency=3", "cluster.num_cpus=3", "cluster.address=auto"]))
+
+
 def test_vllm_cpu_kv_cache_must_hold_something():
     pytest.importorskip("vllm")
     from nba_dpo.config import validate

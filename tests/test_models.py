@@ -10,6 +10,7 @@ import time
 import typing
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import MISSING
@@ -18,7 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from nba_dpo import config
 from nba_dpo.config import GROUP_SCHEMAS, _typed, validate
 from nba_dpo.errors import UserError
-from nba_dpo.models.prompts import build_prompt
+from nba_dpo.models.prompts import PromptBuilder, build_prompt
 from nba_dpo.models.tiny import build_tiny_model
 from tests.conftest import ROOT, compose_cfg
 from tests.stand_ins import CORPUS, HUB_CHAT_TEMPLATES, stand_in_hub_model
@@ -102,9 +103,20 @@ def test_dpo_losses_come_from_trl():
 
 
 def test_schema_prompt_for_real_models(tmp_path):
-    tok = AutoTokenizer.from_pretrained(build_tiny_model(CORPUS, tmp_path / "t", seed=0, **BUILD))
-    prompt = build_prompt(tok, "How many teams?", "CREATE TABLE teams (id INTEGER);", include_schema=True)
+    """A hub model's prompt carries the schema's DDL; the generate stage's PromptBuilder consumes the schema column,
+    and without the schema in the prompt (the tiny model) it needs no such column at all."""
+    model = build_tiny_model(CORPUS, tmp_path / "t", seed=0, **BUILD)
+    tok = AutoTokenizer.from_pretrained(model)
+    ddl = "CREATE TABLE teams (id INTEGER);"
+    prompt = build_prompt(tok, "How many teams?", ddl, include_schema=True)
     assert "CREATE TABLE teams" in prompt and prompt.index("<|system|>") < prompt.index("<|user|>")
+    batch = {"id": np.array(["q1"]), "question": np.array(["How many teams?"], dtype=object)}
+    with_schema = PromptBuilder(str(model), include_schema=True)({**batch, "schema": np.array([ddl], dtype=object)})
+    assert "schema" not in with_schema and list(with_schema["prompt"]) == [prompt]
+    longest = PromptBuilder(str(model), include_schema=True).longest({**batch, "schema": np.array([ddl], dtype=object)})
+    assert longest == len(tok(prompt, add_special_tokens=False).input_ids)
+    plain = PromptBuilder(str(model), include_schema=False)(batch)
+    assert list(plain["prompt"]) == [build_prompt(tok, "How many teams?", None, include_schema=False)]
 
 
 def test_ray_run_name_follows_the_training_config():

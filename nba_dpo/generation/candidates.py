@@ -86,9 +86,28 @@ def check_token_budget(cfg: DictConfig, longest: int) -> None:
                         f"{gen.max_new_tokens} needs {need}, over {over}: {fix} generate.max_new_tokens")
 
 
+def longest_prompt(cfg: DictConfig, columns: list[str], ids: pa.Array) -> int:
+    """The longest of the prompts `ids` in the policy's tokens, built here from the pool a row group at a time: known
+    before any generator starts, with no more than a row group of the pool held."""
+    from nba_dpo.models.prompts import PromptBuilder
+
+    gen = cfg.generate
+    builder = PromptBuilder(gen.model_path, cfg.model.include_schema)
+    longest = 0
+    with tqdm(total=len(ids), desc="[generate] prompt lengths", unit="prompt", leave=False) as bar:
+        for group in storage.iter_row_groups(gen.prompts, columns=[c for c in columns if c in ("id", "question",
+                                                                                                "schema")]):
+            group = _keep_ids(group, ids)
+            if group.num_rows:
+                longest = max(longest, builder.longest(group.to_pydict()))
+                bar.update(group.num_rows)
+    return longest
+
+
 def candidate_dataset(cfg: DictConfig, todo: set[str]):
     """Ray Data pipeline: the pool's prompts in `todo` -> candidate rows with exec_ok/correct (null without a gold
-    answer) and the reward, when a reward model is configured."""
+    answer) and the reward, when a reward model is configured. Streamed from the read to the driver: no stage holds
+    more than Ray Data's share of the object store (`cluster.data_memory_mib`)."""
     import ray
 
     from nba_dpo.cluster import actor_resources
@@ -96,10 +115,14 @@ def candidate_dataset(cfg: DictConfig, todo: set[str]):
     from nba_dpo.models.prompts import PromptBuilder
 
     gen, score, cluster = cfg.generate, cfg.score, cfg.cluster
-    columns = PROMPT_COLUMNS if pool_has_gold(gen.prompts) else [c for c in PROMPT_COLUMNS if c not in GOLD_COLUMNS]
+    # a label-free pool has no gold columns; the schema (about 3 kB a row) only goes where the prompt includes it
+    skip = ({*GOLD_COLUMNS} if not pool_has_gold(gen.prompts) else set()) | \
+        (set() if cfg.model.include_schema else {"schema"})
+    columns = [c for c in PROMPT_COLUMNS if c not in skip]
+    ids = pa.array(sorted(todo), pa.string())
+    check_token_budget(cfg, longest_prompt(cfg, columns, ids))
     ds = storage.read_dataset(gen.prompts, columns=columns)
-    ds = ds.map_batches(_keep_ids, fn_kwargs={"ids": pa.array(sorted(todo), pa.string())},
-                        batch_format="pyarrow", num_cpus=0)
+    ds = ds.map_batches(_keep_ids, fn_kwargs={"ids": ids}, batch_format="pyarrow", num_cpus=0)
     # the prompt text in the policy's chat format
     ds = ds.map_batches(PromptBuilder, batch_size=256, compute=ray.data.ActorPoolStrategy(size=1),
                         **actor_resources(cluster, num_cpus=0),
@@ -108,12 +131,9 @@ def candidate_dataset(cfg: DictConfig, todo: set[str]):
         ds = ds.map_batches(_expand_samples, fn_kwargs={"num_samples": gen.num_samples, "seed": gen.seed},
                             batch_format="numpy", num_cpus=0)
     # one block per generator call, in the pool's order: the same prompts go together, and so get the same samples, on
-    # every run. Materialised in Ray's object store (the driver holds references) before any generator starts: these
-    # tasks take a CPU, which actor pools holding every core of a small machine would never leave them
+    # every run
     ds = ds.repartition(target_num_rows_per_block=gen.batch_size)
     ds.context.execution_options.preserve_order = True
-    ds = ds.materialize()
-    check_token_budget(cfg, ds.max("prompt_tokens"))
     if gen.backend == "vllm":
         from nba_dpo.generation.vllm_backend import build_vllm_processor
 

@@ -41,9 +41,9 @@ def token_limit(model_path: str, backend: str, max_model_len: int | None, group:
 
 
 class PromptBuilder:
-    """Ray Data stage: the `prompt` column from each row's question (and schema, which it consumes), in the chat
-    format of the model at `model_path` (a local, shared or object-store folder, or a hub id), and its length in
-    the model's tokens (`prompt_tokens`)."""
+    """Ray Data stage: the `prompt` column from each row's question (and schema, which it consumes, when the prompt
+    includes it), in the chat format of the model at `model_path` (a local, shared or object-store folder, or a hub
+    id). `longest` counts a batch's longest prompt in the model's tokens."""
 
     def __init__(self, model_path: str, include_schema: bool):
         from transformers import AutoTokenizer
@@ -53,12 +53,16 @@ class PromptBuilder:
         self.tokenizer = AutoTokenizer.from_pretrained(storage.local_copy(model_path))
         self.include_schema = include_schema
 
+    def prompts(self, batch: dict) -> list[str]:
+        schemas = map(str, batch["schema"]) if self.include_schema else [None] * len(batch["question"])
+        return [build_prompt(self.tokenizer, str(q), s, self.include_schema) for q, s in zip(batch["question"], schemas)]
+
+    def longest(self, batch: dict) -> int:
+        return max(len(ids) for ids in self.tokenizer(self.prompts(batch), add_special_tokens=False).input_ids)
+
     def __call__(self, batch: dict) -> dict:
         import numpy as np
 
         out = {k: v for k, v in batch.items() if k != "schema"}
-        out["prompt"] = np.array([build_prompt(self.tokenizer, str(q), str(s), self.include_schema)
-                                  for q, s in zip(batch["question"], batch["schema"])], dtype=object)
-        out["prompt_tokens"] = np.array([len(ids) for ids in self.tokenizer(list(out["prompt"]),
-                                                                             add_special_tokens=False).input_ids])
+        out["prompt"] = np.array(self.prompts(batch), dtype=object)
         return out

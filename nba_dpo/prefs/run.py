@@ -96,10 +96,8 @@ def write_pairs(cfg: DictConfig, staged: list[str], tally: Tally) -> None:
                                                                      PAIR_SCHEMA)) for name in ("train", "test")}
         if not staged:
             return
-        # blocks of 64 pairs, one per actor call, materialised before the actors start (see candidate_dataset)
+        # blocks of 64 pairs, one per actor call
         ds = storage.read_dataset(staged[0].rsplit("/", 1)[0]).repartition(target_num_rows_per_block=64)
-        ds.context.execution_options.preserve_order = True
-        ds = ds.materialize()
         if gen.ref_logprobs:
             ds = ds.map_batches(RefLogProbs, batch_size=64, compute=ray.data.ActorPoolStrategy(size=gen.concurrency),
                                 **actor_resources(cluster, num_cpus=1, num_gpus=1 if cluster.use_gpu else 0),
