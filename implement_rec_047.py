@@ -12,7 +12,7 @@ import os
 import shutil
 import sys
 
-from nba_dpo.config import compose, validate
+from nba_dpo.config import compose
 from nba_dpo.errors import UserError
 
 
@@ -32,16 +32,13 @@ class ImplementCreateAndFinetuneWithPreferenceDatasets:
                 raise UserError(f"{module} is not installed: run scripts/setup_env.sh")
         if shutil.which("gcc") is None and shutil.which("cc") is None:
             raise UserError("no C compiler: DeepSpeed builds its CPU ops with gcc")
-        from nba_dpo.pipeline import stage_common
+        from nba_dpo.pipeline import validate_stages
 
         # the same run from a shell: python -m jobs.pipeline <pipeline_overrides>
         self.pipeline_overrides = [*(["experiment=tiny"] if self.tiny else []), f"paths.artifacts={self.artifacts}",
                                    *self.overrides]
         self.config = compose("pipeline", self.pipeline_overrides)
-        stages, common = self.config.pipeline, stage_common(self.config)
-        for name, config_name in (("build_data", "config"), ("sft", "sft"), ("generate", "generate"),
-                                  ("train_dpo", "train_dpo"), ("evaluate", "evaluate")):
-            validate(compose(config_name, common + list(stages[name])))
+        validate_stages(self.config)
         return self.config
 
     def execute(self) -> dict:

@@ -46,6 +46,8 @@ sys.path.insert(0, str(ROOT))
 from nba_dpo.evaluation.head_to_head import head_to_head  # noqa: E402
 
 SHORT = ["train.epochs=1", "train.learning_rate=1e-4"]
+# one generator beside the CPU reward scorer: on 2 cores the two would otherwise hold every CPU of the local Ray
+LEARNED = ["score=learned", "generate.concurrency=1"]
 PREF_ONLY = ["train.loss_type=[sigmoid]", "train.loss_weights=null", "train.beta=0.1"]
 ARMS = {  # name -> (pairs folder under the root, train_dpo overrides)
     "rft": ("prefs", ["train.loss_type=[sft]", "train.loss_weights=null"]),
@@ -88,8 +90,8 @@ def prepare_pairs(root: Path, folders: set[str]) -> None:
             "generate.ref_logprobs=false", f"generate.output_dir={root}/prefs_labelled")
         run("train_reward", root / "models" / "reward" / "config.json", *common, "model.max_length=512")
         run("generate", root / "prefs_learned" / "summary.json", *common, f"generate.model_path={sft}",
-            "generate.limit=1000", "score=learned", "pairs=consensus", f"generate.output_dir={root}/prefs_learned")
-    for folder, candidates, overrides in (("prefs_rm", "prefs_learned", ["score=learned", "pairs=best_over_worst"]),
+            "generate.limit=1000", *LEARNED, "pairs=consensus", f"generate.output_dir={root}/prefs_learned")
+    for folder, candidates, overrides in (("prefs_rm", "prefs_learned", [*LEARNED, "pairs=best_over_worst"]),
                                           ("prefs_votes5", "prefs", ["pairs=consensus", "pairs.min_votes=5"]),
                                           ("prefs_distinct", "prefs", ["pairs=consensus", "pairs.min_token_edits=4"])):
         if folder not in folders:

@@ -53,7 +53,22 @@ def stage_common(cfg: DictConfig) -> list[str]:
             *cfg.pipeline.common]
 
 
+STAGE_CONFIGS = {"build_data": "config", "sft": "sft", "generate": "generate", "train_dpo": "train_dpo",
+                 "evaluate": "evaluate"}
+
+
+def validate_stages(cfg: DictConfig) -> None:
+    """Every stage's config as the pipeline will run it, validated (with the preflight) before any stage starts: a
+    mistake in the last stage's overrides stops the run at once, not hours later. The stages join the pipeline's Ray,
+    where their own preflight cannot count its CPUs."""
+    from nba_dpo.config import validate
+
+    for stage, config_name in STAGE_CONFIGS.items():
+        validate(compose(config_name, stage_common(cfg) + list(cfg.pipeline[stage])))
+
+
 def run_pipeline(cfg: DictConfig) -> dict:
+    validate_stages(cfg)
     pipeline = cfg.pipeline
     art = cfg.paths.artifacts
     unknown = sorted(set(pipeline.controls) - set(CONTROLS))

@@ -13,10 +13,32 @@ from nba_dpo import storage
 from nba_dpo.errors import UserError
 
 
+def cpu_holders(cfg: DictConfig) -> dict[str, int]:
+    """What holds CPUs of the Ray cluster for the whole of a stage that streams with Ray Data, and how many: the Train
+    workers; on CPUs, generate's generators and evaluate's actors, each with its stage's CPU reward scorers. Ray
+    Data's own tasks (listing files, repartitioning blocks) need one more beside them, or they wait for ever."""
+    cluster, holders = cfg.cluster, {}
+    if "train" in cfg:
+        holders[f"cluster.num_workers={cluster.num_workers} x cluster.cpus_per_worker={cluster.cpus_per_worker} "
+                "Train workers"] = cluster.num_workers * cluster.cpus_per_worker
+    for stage, setting, rm in (("generate", "concurrency", (cfg.get("score") or {}).get("reward_model")),
+                               ("eval", "num_shards", (cfg.get("eval") or {}).get("reward_model"))):
+        if stage not in cfg or cluster.use_gpu:
+            continue
+        actors = cfg[stage][setting]
+        held = actors * ((cfg[stage].get("tensor_parallel_size") or 1) if cfg[stage].backend == "vllm" else 1)
+        what = f"{stage}.{setting}={actors} {'generators' if stage == 'generate' else 'evaluation actors'}"
+        if rm and not rm.num_gpus:
+            held += rm.concurrency
+            what += f" and reward_model.concurrency={rm.concurrency} reward scorers on CPU"
+        holders[what] = held
+    return holders
+
+
 def local_ray_cpus(cluster: DictConfig) -> Optional[int]:
     """The logical CPUs of the Ray cluster the job will start itself (start_ray); None when it joins a running one.
-    By default one more than the machine's cores: Ray Data's light tasks (listing and reading files, building
-    prompts) need a CPU of their own beside the Train workers and generator actors, which hold one per core."""
+    By default one more than the machine's cores: Ray Data's light tasks need a CPU of their own beside the actors
+    and Train workers that hold one each (`cpu_holders`)."""
     if cluster.address != "local" or os.environ.get("RAY_ADDRESS"):
         return None
     return cluster.num_cpus or (os.cpu_count() or 1) + 1
@@ -37,17 +59,10 @@ def check(cfg: DictConfig) -> None:
         if cluster.use_gpu and cluster.address == "local" and not cuda_available():
             raise UserError("cluster.use_gpu=true but this machine has no CUDA GPU; use cluster=local on CPU")
         cpus = local_ray_cpus(cluster)
-        if cpus is not None and cluster.num_workers * cluster.cpus_per_worker >= cpus:
-            raise UserError(f"cluster.num_workers={cluster.num_workers} x cluster.cpus_per_worker="
-                            f"{cluster.cpus_per_worker} needs more than the {cpus} CPUs of the local Ray cluster, "
-                            "which keeps one for Ray Data's tasks")
-        gen = cfg.get("generate")
-        if cpus is not None and gen is not None and not cluster.use_gpu:
-            engines = gen.concurrency * ((gen.get("tensor_parallel_size") or 1) if gen.backend == "vllm" else 1)
-            if engines >= cpus:  # the prompts' repartition tasks would wait for a CPU the generators never free
-                raise UserError(f"generate.concurrency={gen.concurrency} generators take {engines} of the {cpus} CPUs "
-                                "of the local Ray cluster, which keeps one for Ray Data's tasks: lower "
-                                "generate.concurrency or raise cluster.num_cpus")
+        for what, held in cpu_holders(cfg).items():
+            if cpus is not None and held >= cpus:
+                raise UserError(f"{what} take {held} of the {cpus} CPUs of the local Ray cluster, which keeps one for "
+                                "Ray Data's tasks: hold fewer or raise cluster.num_cpus")
     for stage in ("generate", "eval"):
         if stage in cfg and cfg[stage].backend == "vllm":
             _check_vllm(cfg, stage)

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from nba_dpo.config import compose
+from nba_dpo.pipeline import STAGE_CONFIGS, validate_stages
 from tests.conftest import ROOT
 
 
@@ -40,8 +41,7 @@ def test_cluster_files_parse(path):
 def test_experiments_compose():
     for exp in (ROOT / "conf" / "experiment").glob("*.yaml"):
         cfg = compose("pipeline", [f"experiment={exp.stem}"])
-        for stage, config in (("build_data", "config"), ("sft", "sft"), ("generate", "generate"),
-                              ("train_dpo", "train_dpo"), ("evaluate", "evaluate")):
+        for stage, config in STAGE_CONFIGS.items():
             assert compose(config, list(cfg.pipeline.common) + list(cfg.pipeline[stage]))
 
 
@@ -58,17 +58,24 @@ def test_vllm_tokenizer_stages_follow_the_cluster():
         validate(compose("generate", ["generate=vllm", "generate.tokenizer_stages=true", "cluster.num_cpus=3"]))
 
 
-def test_generators_leave_a_cpu_for_ray_data():
-    """The generate stage streams its prompts to the generators: the repartition tasks between them need a CPU, so
-    generators holding every CPU of the local Ray would wait forever. Stopped before Ray starts, with the fix."""
+def test_actors_leave_a_cpu_for_ray_data():
+    """The generate stage streams its prompts to the generators: Ray Data's tasks between them (listing the pool,
+    repartitioning) need a CPU, so actors holding every CPU of the local Ray would wait forever. Stopped before Ray
+    starts, with the fix; in a pipeline, whose stages join its Ray, before the first stage."""
     from nba_dpo.config import validate
     from nba_dpo.errors import UserError
 
     assert validate(compose("generate", ["generate.concurrency=2", "cluster.num_cpus=3"]))
-    with pytest.raises(UserError, match="generate.concurrency=3 generators take 3 of the 3 CPUs .* lower "
-                                        "generate.concurrency or raise cluster.num_cpus"):
+    with pytest.raises(UserError, match="generate.concurrency=3 generators take 3 of the 3 CPUs .* raise "
+                                        "cluster.num_cpus"):
         validate(compose("generate", ["generate.concurrency=3", "cluster.num_cpus=3"]))
+    with pytest.raises(UserError, match="cluster.num_workers=3 x cluster.cpus_per_worker=1 Train workers take 3"):
+        validate(compose("train_dpo", ["cluster.num_workers=3", "cluster.num_cpus=3"]))
     assert validate(compose("generate", ["generate.concurrency=3", "cluster.num_cpus=3", "cluster.address=auto"]))
+    pipeline = compose("pipeline", ['pipeline.common=["cluster.num_cpus=3"]', 'pipeline.generate=["score=learned"]'])
+    with pytest.raises(UserError, match="generate.concurrency=2 generators and reward_model.concurrency=1 reward "
+                                        "scorers on CPU take 3 of the 3 CPUs"):
+        validate_stages(pipeline)
 
 
 def test_vllm_cpu_kv_cache_must_hold_something():

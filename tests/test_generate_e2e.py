@@ -100,12 +100,21 @@ def test_resume_skips_finished_prompts(tiny_artifacts, tiny_prefs):
 
 
 def test_reward_model_path(tiny_artifacts):
+    """Two generators and a reward scorer hold a CPU each throughout: a local Ray of four CPUs leaves one for Ray
+    Data's own tasks (listing the pool, repartitioning prompts) as the prompts stream in."""
+    import ray
+
     from nba_dpo.models.tiny import build_tiny_reward_model
 
     build_tiny_reward_model(tiny_artifacts / "models" / "sft", tiny_artifacts / "models" / "reward", seed=0)
     cfg = gen_cfg(tiny_artifacts, "reward", "score=composite", "generate.ref_logprobs=false",
-                  f"generate.limit={CHUNK}")
-    generate_preferences(cfg)
+                  f"generate.limit={CHUNK}", "generate.concurrency=2", "cluster.num_cpus=4")
+    ray.shutdown()  # a fresh local Ray of this stage's size
+    try:
+        generate_preferences(cfg)
+        assert ray.cluster_resources()["CPU"] == 4
+    finally:
+        ray.shutdown()
     cands = check_complete(Path(cfg.generate.output_dir), CHUNK)
     rewards = [c["reward"] for c in cands]
     assert all(r is not None for r in rewards) and len(set(rewards)) > 1
