@@ -87,7 +87,9 @@ def test_schemas_carry_no_defaults():
 
 @pytest.mark.parametrize("stage,overrides", [("sft", []), ("sft", ["train=sft_lora"]), ("train_dpo", ["train=dpo_lora"]),
                                              ("generate", ["generate=vllm", "score=armorm", "pairs=margin"]),
-                                             ("generate", ["score=composite", "pairs=all_pairs"]), ("evaluate", []),
+                                             # a CPU reward scorer beside 2 generators: 4 CPUs leave Ray Data one
+                                             ("generate", ["score=composite", "pairs=all_pairs", "cluster.num_cpus=4"]),
+                                             ("evaluate", []),
                                              ("evaluate", ["eval=vllm"]),
                                              ("config", ["data=byo", "data.db_path=x", "data.questions=y"])])
 def test_every_preset_names_every_setting(stage, overrides, tmp_path):
