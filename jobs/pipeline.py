@@ -14,14 +14,16 @@ import hydra
 from omegaconf import DictConfig
 
 from nba_dpo.errors import exit_on_user_error
-from nba_dpo.pipeline import run_pipeline
+from nba_dpo.pipeline import run_pipeline, validate_stages
 from nba_dpo.sweep import objective, per_sweep_point
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="pipeline")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float:
-    summary = run_pipeline(per_sweep_point(cfg, "paths.artifacts"))
+    point = per_sweep_point(cfg, "paths.artifacts")
+    validate_stages(point)
+    summary = run_pipeline(point)
     dpo_prefs = summary["preferences"][summary["chosen"]["eval"]] or {}
     return objective(cfg, {"dpo_ex_spider": summary["dpo"]["ex_spider"], "sft_ex_spider": summary["sft"]["ex_spider"],
                            "dpo_win_rate": summary["win_rate"][next(iter(summary["win_rate"]))]["wins"]["rate"],

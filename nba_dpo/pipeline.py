@@ -58,9 +58,9 @@ STAGE_CONFIGS = {"build_data": "config", "sft": "sft", "generate": "generate", "
 
 
 def validate_stages(cfg: DictConfig) -> None:
-    """Every stage's config as the pipeline will run it, validated (with the preflight) before any stage starts: a
-    mistake in the last stage's overrides stops the run at once, not hours later. The stages join the pipeline's Ray,
-    where their own preflight cannot count its CPUs."""
+    """Every stage's config as the pipeline will run it, validated (with the preflight) by the pipeline's entry points
+    before any stage starts: a mistake in the last stage's overrides stops the run at once, not hours later. The
+    stages join the pipeline's Ray, where their own preflight cannot count its CPUs."""
     from nba_dpo.config import validate
 
     for stage, config_name in STAGE_CONFIGS.items():
@@ -68,7 +68,6 @@ def validate_stages(cfg: DictConfig) -> None:
 
 
 def run_pipeline(cfg: DictConfig) -> dict:
-    validate_stages(cfg)
     pipeline = cfg.pipeline
     art = cfg.paths.artifacts
     unknown = sorted(set(pipeline.controls) - set(CONTROLS))
