@@ -60,7 +60,8 @@ TINY_TRAIN = list(TINY.sft)
 
 @pytest.fixture(scope="session")
 def tiny_artifacts(tmp_path_factory):
-    """Tiny data and a tiny SFT model (6 steps, 2 Ray Train workers), once per session."""
+    """Tiny data and a tiny SFT model (6 steps of full SFT under ZeRO-2 on 2 Ray Train workers, which
+    test_sft_eval_e2e.py checks), once per session."""
     import ray
 
     from nba_dpo.config import validate
@@ -70,7 +71,7 @@ def tiny_artifacts(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     build_data(validate(compose_cfg("config", [f"paths.artifacts={root}"] + TINY_DATA)))
     train_sft(validate(compose_cfg("sft", [f"paths.artifacts={root}", "run_name=tiny"] + TINY_DATA + TINY_MODEL
-                                   + TINY_TRAIN)))
+                                   + TINY_TRAIN + ["deepspeed=zero2"])))
     yield root
     ray.shutdown()
 

