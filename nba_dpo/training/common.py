@@ -314,6 +314,7 @@ def run_trainer(loop: Callable[[dict], None], loop_config: dict, datasets: dict,
                 max_failures: int = 0):
     """Run `loop` on cluster.num_workers Ray Train workers, each with its shard of `datasets` (Ray Datasets by
     name); checkpoints go to <paths.artifacts>/ray_results, and a rerun with the same run name resumes from there."""
+    from ray.data.context import DEFAULT_TARGET_MAX_BLOCK_SIZE
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -327,8 +328,11 @@ def run_trainer(loop: Callable[[dict], None], loop_config: dict, datasets: dict,
     # ordered stream, so training is reproducible for a seed
     ingest = DataConfig.default_ingest_options()
     ingest.preserve_order = True
-    for ds in datasets.values():  # a shard's progress is the trainer's steps; Ray Data's own bars would repeat it
-        ds.context.enable_progress_bars = False
+    for ds in datasets.values():
+        ds.context.enable_progress_bars = False  # a shard's progress is the trainer's steps: Ray Data's would repeat it
+        # the split hands out whole blocks, so a worker's rows depend on where blocks end: Ray's default size here
+        # (a block per Parquet row group), so that the stages' I/O bound (cluster.data_block_mib) never changes them
+        ds.context.target_max_block_size = DEFAULT_TARGET_MAX_BLOCK_SIZE
     trainer = TorchTrainer(
         loop, train_loop_config={"cfg": OmegaConf.to_container(cfg, resolve=True), "run_name": run_name,
                                  "tensorboard": f"{results}/{run_name}/tensorboard", "datasets": sorted(datasets),
