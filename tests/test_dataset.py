@@ -105,3 +105,39 @@ def test_completion_format(splits):
     text = completion_text(row["reasoning"], row["sql"])
     first, second = text.split("\n")
     assert first.startswith("Reasoning: ") and second.startswith("SQL: SELECT") and second.endswith(";")
+
+
+def test_train_shards_do_not_depend_on_the_io_block_bound(tmp_path):
+    """Ray Train splits a dataset over its workers block by block: with the stages' 1 MiB I/O bound the two halves
+    of a file would be other rows than with Ray's default blocks, and SFT another model. `for_training` keeps the
+    split the same for any `cluster.data_block_mib`; the split here is Ray Data's own, as Ray Train calls it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import ray
+    from omegaconf import OmegaConf
+
+    from nba_dpo import storage
+    from nba_dpo.cluster import bound_ray_data
+    from nba_dpo.training.common import for_training
+
+    uri = storage.write_parquet([{"id": i, "text": "x" * 600} for i in range(10_000)], str(tmp_path / "rows.parquet"))
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address="local", num_cpus=3, logging_level="ERROR", log_to_driver=False)
+
+    def shards(block_mib: int) -> list[list[int]]:
+        bound_ray_data(OmegaConf.create({"data_block_mib": block_mib, "data_memory_mib": 256}))
+        ds = for_training(storage.read_dataset(uri))
+        ds.context.execution_options.preserve_order = True  # as run_trainer's DataConfig asks
+        with ThreadPoolExecutor(2) as pool:
+            return list(pool.map(lambda it: [i for b in it.iter_batches(batch_format="pyarrow")
+                                             for i in b.column("id").to_pylist()], ds.streaming_split(2, equal=True)))
+
+    try:
+        bounded, default = shards(1), shards(128)
+    finally:
+        bound_ray_data(OmegaConf.create({"data_block_mib": 1, "data_memory_mib": 256}))  # the local default
+        if started:
+            ray.shutdown()
+    assert bounded == default and [len(s) for s in bounded] == [5000, 5000]
+    assert bounded[1][0] == 5000  # each worker one contiguous half of the file

@@ -310,11 +310,21 @@ def ray_run_name(stage: str, cfg: DictConfig) -> str:
     return f"{stage}-{cfg.run_name}-{fingerprint}"
 
 
+def for_training(ds):
+    """`ds` as Ray Train will split it over the workers. The split hands out whole blocks, so a worker's rows depend
+    on where blocks end: Ray's default block size here (a block per Parquet row group), so that the stages' I/O bound
+    (`cluster.data_block_mib`) never changes what a worker trains on."""
+    from ray.data.context import DEFAULT_TARGET_MAX_BLOCK_SIZE
+
+    ds.context.enable_progress_bars = False  # a shard's progress is the trainer's steps: Ray Data's would repeat it
+    ds.context.target_max_block_size = DEFAULT_TARGET_MAX_BLOCK_SIZE
+    return ds
+
+
 def run_trainer(loop: Callable[[dict], None], loop_config: dict, datasets: dict, cfg: DictConfig, run_name: str,
                 max_failures: int = 0):
     """Run `loop` on cluster.num_workers Ray Train workers, each with its shard of `datasets` (Ray Datasets by
     name); checkpoints go to <paths.artifacts>/ray_results, and a rerun with the same run name resumes from there."""
-    from ray.data.context import DEFAULT_TARGET_MAX_BLOCK_SIZE
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -329,10 +339,7 @@ def run_trainer(loop: Callable[[dict], None], loop_config: dict, datasets: dict,
     ingest = DataConfig.default_ingest_options()
     ingest.preserve_order = True
     for ds in datasets.values():
-        ds.context.enable_progress_bars = False  # a shard's progress is the trainer's steps: Ray Data's would repeat it
-        # the split hands out whole blocks, so a worker's rows depend on where blocks end: Ray's default size here
-        # (a block per Parquet row group), so that the stages' I/O bound (cluster.data_block_mib) never changes them
-        ds.context.target_max_block_size = DEFAULT_TARGET_MAX_BLOCK_SIZE
+        for_training(ds)
     trainer = TorchTrainer(
         loop, train_loop_config={"cfg": OmegaConf.to_container(cfg, resolve=True), "run_name": run_name,
                                  "tensorboard": f"{results}/{run_name}/tensorboard", "datasets": sorted(datasets),
