@@ -115,18 +115,23 @@ def test_train_shards_do_not_depend_on_the_io_block_bound(tmp_path):
 
     import ray
     from omegaconf import OmegaConf
+    from ray.data import DataContext
 
     from nba_dpo import storage
     from nba_dpo.cluster import bound_ray_data
     from nba_dpo.training.common import for_training
+    from tests.conftest import compose_cfg
 
     uri = storage.write_parquet([{"id": i, "text": "x" * 600} for i in range(10_000)], str(tmp_path / "rows.parquet"))
+    local = compose_cfg("config").cluster  # the stages' bound on this machine: 1 MiB blocks
     started = not ray.is_initialized()
     if started:
         ray.init(address="local", num_cpus=3, logging_level="ERROR", log_to_driver=False)
+    ctx = DataContext.get_current()
+    saved = ctx.target_max_block_size, ctx.execution_options.resource_limits
 
-    def shards(block_mib: int) -> list[list[int]]:
-        bound_ray_data(OmegaConf.create({"data_block_mib": block_mib, "data_memory_mib": 256}))
+    def shards(cluster) -> list[list[int]]:
+        bound_ray_data(cluster)
         ds = for_training(storage.read_dataset(uri))
         ds.context.execution_options.preserve_order = True  # as run_trainer's DataConfig asks
         with ThreadPoolExecutor(2) as pool:
@@ -134,9 +139,9 @@ def test_train_shards_do_not_depend_on_the_io_block_bound(tmp_path):
                                              for i in b.column("id").to_pylist()], ds.streaming_split(2, equal=True)))
 
     try:
-        bounded, default = shards(1), shards(128)
+        bounded, default = shards(local), shards(OmegaConf.merge(local, {"data_block_mib": 128}))
     finally:
-        bound_ray_data(OmegaConf.create({"data_block_mib": 1, "data_memory_mib": 256}))  # the local default
+        ctx.target_max_block_size, ctx.execution_options.resource_limits = saved  # this process's other tests
         if started:
             ray.shutdown()
     assert bounded == default and [len(s) for s in bounded] == [5000, 5000]

@@ -3,8 +3,8 @@
 resource (`cluster.resources`), while every stage's driver runs on the head, as under `ray job submit`. On that
 cluster: the tiny pipeline end to end on `paths.artifacts=s3://...` (`two_node_pipeline`, which
 test_implement_rec_047.py also checks and extends by a round); the evaluation through vLLM, its model read from the
-bucket on node B, agreeing with the pipeline's hf evaluation; a local root stopped by the preflight, a root every node sees (a shared filesystem) passing it;
-and three faults (node B lost in the middle of generation, the train_dpo driver killed after its first checkpoint,
+bucket on node B, agreeing with the pipeline's hf evaluation; a local root stopped by the preflight, a root every
+node sees (a shared filesystem) passing it; and three faults (node B lost in the middle of generation, the train_dpo driver killed after its first checkpoint,
 the S3 server stopped in the middle of a stage).
 """
 import os
