@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from transformers import TrainerCallback
+from transformers import TrainerCallback, set_seed
 
 from nba_dpo import storage
 from nba_dpo.errors import UserError
@@ -83,6 +83,9 @@ def init_worker(config: dict) -> DictConfig:
     """Per-worker setup before the trainer's arguments and the model are built; returns the job's config."""
     cfg = OmegaConf.create(config["cfg"])
     torch.set_num_threads(max(1, cfg.cluster.cpus_per_worker))
+    # the trainer seeds itself, but only once built, after the model: a reward model's value head, which
+    # from_pretrained draws afresh, would start from whatever the process had drawn before
+    set_seed(cfg.seed)
     # transformers' TensorBoardCallback reads this when the trainer is built (rank 0 writes); its default is the
     # node-local HF output folder, which nobody looks in and which is deleted after the run. On a disk or shared
     # mount the events go straight to the run's folder; for an object store, here first (TensorBoardUpload)
