@@ -25,8 +25,8 @@ questions, which have gold SQL. The seed is the training seed; pairs and their t
 step is a `python -m jobs.<stage>` command, skipped when its output exists, so a stopped study resumes.
 
     python benchmarks/label_free_study.py --artifacts artifacts/demo_unlabelled --seeds 0 1 \
-        --arms rft rft_short dpo dpo_short dpo_gold dpo_norm_short dpo_distinct_short \
-        --first-seed-arms dpo_votes5 dpo_learned dpo_rm dpo_apo dpo_pref dpo_round2_short
+        --arms rft rft_short dpo dpo_short dpo_gold dpo_norm_short dpo_distinct_short dpo_votes5 dpo_learned dpo_rm \
+        dpo_apo dpo_pref --first-seed-arms dpo_round2_short
 """
 from __future__ import annotations
 
