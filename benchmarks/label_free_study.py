@@ -14,7 +14,8 @@ model, each evaluated greedily on the test split:
                  term's scale at the demo's 30-40 completion tokens): long and short pairs weigh the same
   dpo_distinct_short  dpo_short on the consensus pairs whose SQL differ in at least 4 tokens (pairs.min_token_edits)
   dpo_round2_short    on-policy: the preset's round 2 (pipeline.rounds=2), sampled with the round-1 DPO model on the
-                 pool's next 1,000 prompts and trained from it; the pipeline's seed (0) only
+                 pool's next 1,000 prompts and trained from it; for another seed, the same from that seed's
+                 dpo_short model, sampled with the pipeline's seed
   dpo_votes5     DPO + NLL on consensus pairs of at least 5 agreeing samples of 8 (fewer, surer pairs)
   dpo_learned    DPO + NLL, with a learned reward model choosing within the agreeing group (score=learned)
   dpo_rm         DPO + NLL on the learned reward model's best over its worst candidate, no consensus
@@ -26,7 +27,7 @@ step is a `python -m jobs.<stage>` command, skipped when its output exists, so a
 
     python benchmarks/label_free_study.py --artifacts artifacts/demo_unlabelled --seeds 0 1 \
         --arms rft rft_short dpo dpo_short dpo_gold dpo_norm_short dpo_distinct_short dpo_votes5 dpo_learned dpo_rm \
-        dpo_apo dpo_pref --first-seed-arms dpo_round2_short
+        dpo_apo dpo_pref dpo_round2_short
 """
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ ARMS = {  # name -> (pairs folder under the root, train_dpo overrides)
     "dpo_gold": ("prefs_gold", []),
     "dpo_norm_short": ("prefs", ["train.loss_type=[sigmoid_norm,sft]", "train.beta=30", *SHORT]),
     "dpo_distinct_short": ("prefs_distinct", SHORT),
-    "dpo_round2_short": ("prefs_r2", None),  # None: the pipeline trains and evaluates it
+    "dpo_round2_short": ("prefs_r2", None),  # None: the pipeline's round 2 (seed 0), or the same from dpo_short_s<seed>
 }
 
 
@@ -108,18 +109,23 @@ PIPELINE_ARMS = {("dpo_short", 0): "dpo", ("rft_short", 0): "nll_only", ("dpo_ro
 
 def train_and_evaluate(root: Path, arm: str, seed: int) -> str:
     prefs, overrides = ARMS[arm]
-    if overrides is None:
-        if seed != 0:
-            raise SystemExit(f"{arm} is the pipeline's own round 2: seed 0 only")
+    base = root / "models" / "sft"
+    if overrides is None and seed == 0:
         run("pipeline", root / "eval" / "dpo_r2" / "metrics.json", "experiment=demo_unlabelled",
             f"paths.artifacts={root}", "pipeline.rounds=2")
+    elif overrides is None:  # the pipeline's round 2 from this seed's round 1, sampled with the pipeline's seed
+        train_and_evaluate(root, "dpo_short", seed)
+        base, prefs, overrides = root / "models" / "study" / f"dpo_short_s{seed}", f"prefs_r2_s{seed}", SHORT
+        run("generate", root / prefs / "summary.json", f"paths.artifacts={root}", "run_name=study",
+            f"generate.model_path={base}", "generate.offset=1000", "generate.limit=1000", "pairs=consensus",
+            f"generate.output_dir={root}/{prefs}")
     evaluation = PIPELINE_ARMS.get((arm, seed))
     if evaluation and (root / "eval" / evaluation / "metrics.json").exists():
         return evaluation
     name = f"{arm}_s{seed}"
     model = root / "models" / "study" / name
     run("train_dpo", model / "config.json", f"paths.artifacts={root}", f"seed={seed}", f"run_name=study_{name}",
-        f"train.base_model={root}/models/sft", f"train.pairs={root}/{prefs}/pairs/train.parquet",
+        f"train.base_model={base}", f"train.pairs={root}/{prefs}/pairs/train.parquet",
         f"train.eval_pairs={root}/prefs/pairs/test.parquet", f"train.output_dir={model}", *overrides)
     run("evaluate", root / "eval" / f"study_{name}" / "metrics.json", f"paths.artifacts={root}",
         f"eval.name=study_{name}", f"eval.model_path={model}", "eval.pairs=null")
@@ -196,13 +202,10 @@ def main() -> None:
                                    "vs_sft": versus(rows, sft), "vs_rft": versus(rows, rft) if rft else None}
     sft_metrics = json.loads((root / "eval" / "sft" / "metrics.json").read_text())
     table["sft"]["mean_tokens"] = sft_metrics["verbosity"]["mean_completion_tokens"]
-    for arm in ("prefs", "prefs_votes5", "prefs_learned", "prefs_rm", "prefs_gold", "prefs_labelled", "prefs_distinct",
-                "prefs_r2"):
-        summary = root / arm / "summary.json"
-        if summary.exists():
-            s = json.loads(summary.read_text())
-            table[f"pairs:{arm}"] = {"pairs": s["pairs"]["n"], "chosen_correct": s["pairs"]["chosen_correct"],
-                                     "no_pair_reasons": s["no_pair_reasons"]}
+    for summary in sorted(root.glob("prefs*/summary.json")):
+        s = json.loads(summary.read_text())
+        table[f"pairs:{summary.parent.name}"] = {"pairs": s["pairs"]["n"], "no_pair_reasons": s["no_pair_reasons"],
+                                                 "chosen_correct": s["pairs"]["chosen_correct"]}
     if (root / "prefs_gold" / "candidates").exists():
         table["label_quality"] = label_quality(root)
     reward = root / "models" / "reward" / "log_history.json"
